@@ -1,0 +1,220 @@
+"""The `romegpt` command line: app, train, generate, tokenize, info, explain."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from rome_core.errors import RomeError
+
+log = logging.getLogger("romegpt")
+
+# glibc's malloc returns large freed blocks to the OS and maps them again on the next step; on the
+# CPU that churn costs a measurable share of a training step. Raising both thresholds keeps the
+# memory in the process. bench/train_speed.py measures the effect.
+MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=2147483647"
+
+
+def _reexec_with_malloc_tuning() -> None:
+    """Restart this process once with MALLOC_TUNABLES set (glibc reads them only at start-up)."""
+    if sys.platform != "linux" or os.environ.get("ROMEGPT_NO_MALLOC_TUNING") or "glibc.malloc.mmap_threshold" in os.environ.get("GLIBC_TUNABLES", ""):
+        return
+    env = dict(os.environ)
+    env["GLIBC_TUNABLES"] = ":".join(filter(None, [env.get("GLIBC_TUNABLES", ""), MALLOC_TUNABLES]))
+    os.execve(sys.executable, [sys.executable, "-m", "rome_core.cli", *sys.argv[1:]], env)
+
+
+def _add_sampling_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature; 0 picks the most likely token (default 0.8)")
+    parser.add_argument("--top-k", type=int, default=40, help="sample from the k most likely tokens; 0 turns it off (default 40)")
+    parser.add_argument("--top-p", type=float, default=0.95, help="sample from the smallest set with this probability mass; 1 turns it off (default 0.95)")
+    parser.add_argument("--max-tokens", type=int, default=200, help="stop after this many new tokens (default 200)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed for reproducible sampling")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="romegpt", description="RomeGPT: train, chat with and look inside a small GPT about ancient Rome.")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="checkpoint or run folder to open (default: the shipped romegpt-22m)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command")
+
+    train = sub.add_parser("train", help="train a model on a folder or list of text files")
+    train.add_argument("--data", type=Path, nargs="+", required=True, help="text files or folders of .txt files")
+    train.add_argument("--out", type=Path, required=True, help="run folder for checkpoints and metrics.jsonl")
+    train.add_argument("--preset", default="rome-22m", help="model preset: rome-22m or tiny (default rome-22m)")
+    train.add_argument("--config", type=Path, default=None, help="JSON file with 'model' and/or 'train' settings that override the preset")
+    train.add_argument("--steps", type=int, default=None, help="optimizer steps in total (a resumed run may raise it)")
+    train.add_argument("--batch-size", type=int, default=None, help="sequences per micro-batch on each process")
+    train.add_argument("--grad-accum", type=int, default=None, help="micro-batches per optimizer step")
+    train.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    train.add_argument("--dropout", type=float, default=None, help="dropout probability")
+    train.add_argument("--eval-every", type=int, default=None, help="steps between validation runs")
+    train.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints")
+    train.add_argument("--tokenizer", type=Path, default=None, help="reuse this tokenizer.json instead of training one")
+    train.add_argument("--cache-dir", type=Path, default=Path(os.environ.get("ROMEGPT_CACHE", Path.home() / ".cache" / "romegpt")), help="where tokenized corpora are cached (default ~/.cache/romegpt)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    train.add_argument("--compile", action="store_true", help="run the model through torch.compile (helps most on GPUs)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+
+    gen = sub.add_parser("generate", help="stream a continuation of a prompt")
+    gen.add_argument("prompt", help="text to continue (lowercased before use)")
+    _add_sampling_flags(gen)
+    gen.add_argument("--checkpoint", type=Path, default=None, dest="sub_checkpoint", help=argparse.SUPPRESS)
+
+    tok = sub.add_parser("tokenize", help="show the tokens and ids of a text")
+    tok.add_argument("text")
+    tok.add_argument("--checkpoint", type=Path, default=None, dest="sub_checkpoint", help=argparse.SUPPRESS)
+
+    info = sub.add_parser("info", help="print a checkpoint's size, settings and training record")
+    info.add_argument("path", nargs="?", type=Path, default=None, help="checkpoint folder (default: the shipped model)")
+
+    return parser
+
+
+def _checkpoint_arg(args) -> Path | None:
+    return getattr(args, "sub_checkpoint", None) or args.checkpoint
+
+
+def cmd_train(args) -> int:
+    from rome_core import corpus
+    from rome_core.config import ModelConfig, preset
+    from rome_core.tokenizer import RomeTokenizer
+    from rome_core.train import LATEST, STATE_FILE, Trainer, TrainConfig
+
+    model_config = preset(args.preset)
+    train_config = TrainConfig()
+    if args.preset == "tiny":
+        train_config = TrainConfig(steps=200, batch_size=8, lr=3e-3, warmup_steps=10, eval_every=50, eval_batches=2, checkpoint_every=50, log_every=5)
+    if args.resume:
+        state_path = args.out / LATEST / STATE_FILE
+        if state_path.is_file():
+            state = json.loads(state_path.read_text())
+            model_config = ModelConfig.from_dict(state["model_config"], source=str(state_path))
+            train_config = TrainConfig.from_dict(state["train_config"], source=str(state_path))
+    if args.config:
+        try:
+            overrides = json.loads(args.config.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise RomeError(f"{args.config}: cannot read config ({error}); pass a JSON file with 'model' and 'train' objects") from None
+        model_config = ModelConfig.from_dict({**model_config.__dict__, **overrides.get("model", {})}, source=str(args.config))
+        train_config = TrainConfig.from_dict({**train_config.__dict__, **overrides.get("train", {})}, source=str(args.config))
+    flag_overrides = {
+        "steps": args.steps, "batch_size": args.batch_size, "grad_accum": args.grad_accum, "lr": args.lr,
+        "eval_every": args.eval_every, "checkpoint_every": args.checkpoint_every,
+    }
+    train_config = TrainConfig.from_dict({**train_config.__dict__, **{k: v for k, v in flag_overrides.items() if v is not None}}, source="command line")
+    if args.dropout is not None:
+        model_config = ModelConfig.from_dict({**model_config.__dict__, "dropout": args.dropout}, source="--dropout")
+
+    tokenizer = None
+    run_tokenizer = args.out / LATEST / "tokenizer.json"
+    if args.resume and run_tokenizer.is_file():
+        tokenizer = RomeTokenizer.load(run_tokenizer)
+    elif args.tokenizer:
+        tokenizer = RomeTokenizer.load(args.tokenizer)
+    tokenizer, data = corpus.prepare(list(args.data), args.cache_dir, tokenizer=tokenizer, vocab_size=model_config.vocab_size)
+    if tokenizer.vocab_size != model_config.vocab_size:
+        model_config = ModelConfig.from_dict({**model_config.__dict__, "vocab_size": tokenizer.vocab_size}, source="tokenizer")
+
+    trainer = Trainer(
+        model_config, train_config, tokenizer, data, args.out,
+        resume=args.resume, compile_model=args.compile,
+        data_sources=[str(p) for p in args.data], progress=not args.no_progress,
+    )
+    try:
+        result = trainer.train()
+    finally:
+        trainer.close()
+    if trainer.ctx.is_main:
+        print(f"done: step {result['step']}, val loss {result.get('val_loss', float('nan')):.4f}, "
+              f"{result.get('bpc', float('nan')):.3f} bits per character; checkpoint in {args.out}")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from rome_core.checkpoint import load_checkpoint
+    from rome_core.generate import Generator, SamplingSettings
+
+    settings = SamplingSettings(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed)
+    loaded = load_checkpoint(_checkpoint_arg(args))
+    encoding = loaded.tokenizer.encode(args.prompt)
+    sys.stdout.write(encoding.text)
+    sys.stdout.flush()
+    generator = Generator(loaded.model, loaded.tokenizer)
+    for step in generator.stream(encoding.ids, settings):
+        sys.stdout.write(step.token.text)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0
+
+
+def cmd_tokenize(args) -> int:
+    from rich.console import Console
+    from rich.text import Text
+
+    from rome_core.checkpoint import load_checkpoint, resolve_checkpoint_folder, DEFAULT_CHECKPOINT
+    from rome_core.tokenizer import RomeTokenizer
+
+    folder = resolve_checkpoint_folder(_checkpoint_arg(args) or DEFAULT_CHECKPOINT)
+    tokenizer = RomeTokenizer.load(folder / "tokenizer.json")
+    encoding = tokenizer.encode(args.text)
+    console = Console(highlight=False)
+    console.print(f"{len(encoding.tokens)} tokens")
+    for token in encoding.tokens:
+        line = Text()
+        line.append(f"{token.id:>5}  ")
+        if token.unknown:
+            line.append("[UNK]", style="bold red")
+            line.append(f"  covers {encoding.covered(token)!r}", style="red")
+        else:
+            line.append(repr(token.text))
+        console.print(line)
+    return 0
+
+
+def cmd_info(args) -> int:
+    from rome_core.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(args.path or args.checkpoint)
+    config = loaded.model.config
+    count = loaded.model.num_parameters()
+    print(f"checkpoint  {loaded.path}")
+    print(f"parameters  {count:,} ({count / 1e6:.1f}M)")
+    print(f"vocabulary  {config.vocab_size}, context {config.context_length}, width {config.d_model}, "
+          f"{config.n_layers} layers, {config.n_heads} heads, MLP {config.d_mlp}")
+    card = loaded.card
+    if card:
+        final = card.get("final", {})
+        print(f"trained     {card.get('steps', '?')} steps, {card.get('tokens_seen', 0):,} tokens, {card.get('train_wall_time_s', '?')} s on {card.get('device', '?')}")
+        if final:
+            print(f"validation  loss {final.get('val_loss', float('nan')):.4f}, {final.get('bpc', float('nan')):.3f} bits per character")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    handlers = {"train": cmd_train, "generate": cmd_generate, "tokenize": cmd_tokenize, "info": cmd_info}
+    try:
+        if args.command is None:
+            from rome_tui.app import run_app
+
+            return run_app(args.checkpoint)
+        if args.command == "train" and argv is None:
+            _reexec_with_malloc_tuning()
+        return handlers[args.command](args)
+    except RomeError as error:
+        print(f"romegpt: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("romegpt: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

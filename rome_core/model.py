@@ -1,0 +1,191 @@
+"""The RomeGPT transformer.
+
+token ids -> token embedding + positional embedding -> n pre-norm blocks
+(causal self-attention, then an MLP, each added to the residual stream)
+-> final layer norm -> linear head over the vocabulary.
+
+Passing a `trace` dict to `forward` records the intermediate tensors under
+TransformerLens hook names (`blocks.3.attn.hook_pattern`, ...). Traced runs
+compute attention explicitly so the pattern can be stored; untraced runs use
+the fused `scaled_dot_product_attention` kernel. Both give the same logits.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rome_core.config import ModelConfig
+
+Trace = dict[str, Tensor]
+
+
+class KVCache:
+    """Keys and values of every layer for the tokens seen so far, preallocated to the context length."""
+
+    def __init__(self, config: ModelConfig, batch: int, device: torch.device, dtype: torch.dtype) -> None:
+        shape = (config.n_layers, batch, config.n_heads, config.context_length, config.d_head)
+        self.keys = torch.zeros(shape, device=device, dtype=dtype)
+        self.values = torch.zeros(shape, device=device, dtype=dtype)
+        self.length = 0
+
+    def append(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Store this step's keys and values for one layer; return all keys and values so far."""
+        start, end = self.length, self.length + k.shape[2]
+        self.keys[layer, :, :, start:end] = k
+        self.values[layer, :, :, start:end] = v
+        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads = config.n_heads
+        self.d_head = config.d_head
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
+        self.proj = nn.Linear(config.d_model, config.d_model)
+        self.dropout = config.dropout
+
+    def forward(self, x: Tensor, layer: int, kv_cache: KVCache | None, trace: Trace | None) -> Tensor:
+        batch, seq, width = x.shape
+        q, k, v = self.qkv(x).split(width, dim=2)
+        # (batch, seq, width) -> (batch, heads, seq, d_head)
+        q, k, v = (t.view(batch, seq, self.n_heads, self.d_head).transpose(1, 2) for t in (q, k, v))
+
+        past = 0
+        if kv_cache is not None:
+            past = kv_cache.length
+            k, v = kv_cache.append(layer, k, v)
+
+        if trace is None:
+            # With a cache, a single new query may see every cached key, so no mask is needed.
+            # A multi-token chunk appended after a cache still needs the causal offset mask.
+            if past == 0:
+                out = F.scaled_dot_product_attention(
+                    q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+                )
+            else:
+                mask = _causal_mask(seq, past, x.device)
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.d_head)
+            scores = scores.masked_fill(~_causal_mask(seq, past, x.device), float("-inf"))
+            pattern = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+            trace[f"blocks.{layer}.attn.hook_pattern"] = pattern.detach()
+            out = pattern @ v
+
+        out = out.transpose(1, 2).contiguous().view(batch, seq, width)
+        return self.proj(out)
+
+
+def _causal_mask(seq: int, past: int, device: torch.device) -> Tensor:
+    """Boolean (seq, past + seq) mask: query i may attend to keys 0 .. past + i."""
+    rows = torch.arange(seq, device=device).unsqueeze(1) + past
+    cols = torch.arange(past + seq, device=device).unsqueeze(0)
+    return cols <= rows
+
+
+class MLP(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.fc_in = nn.Linear(config.d_model, config.d_mlp)
+        self.fc_out = nn.Linear(config.d_mlp, config.d_model)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc_out(F.gelu(self.fc_in(x)))
+
+
+class Block(nn.Module):
+    """One pre-norm transformer block: x + attn(ln1(x)), then x + mlp(ln2(x))."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(config.d_model)
+        self.attn = CausalSelfAttention(config)
+        self.ln2 = nn.LayerNorm(config.d_model)
+        self.mlp = MLP(config)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor, layer: int, kv_cache: KVCache | None = None, trace: Trace | None = None) -> Tensor:
+        if trace is not None:
+            trace[f"blocks.{layer}.hook_resid_pre"] = x.detach()
+        x = x + self.drop(self.attn(self.ln1(x), layer, kv_cache, trace))
+        if trace is not None:
+            trace[f"blocks.{layer}.hook_resid_mid"] = x.detach()
+        x = x + self.drop(self.mlp(self.ln2(x)))
+        if trace is not None:
+            trace[f"blocks.{layer}.hook_resid_post"] = x.detach()
+        return x
+
+
+class RomeGPT(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.pos_embed = nn.Embedding(config.context_length, config.d_model)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.ln_final = nn.LayerNorm(config.d_model)
+        # Untied from the embedding, as the design asks: input and output vocabularies learn separately.
+        self.unembed = nn.Linear(config.d_model, config.vocab_size)
+        self.apply(self._init_weights)
+        # Scale the projections that write into the residual stream by 1/sqrt(2 * layers), as GPT-2 does,
+        # so the stream's variance does not grow with depth at initialisation.
+        for name, param in self.named_parameters():
+            if name.endswith("attn.proj.weight") or name.endswith("mlp.fc_out.weight"):
+                nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layers))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(
+        self,
+        ids: Tensor,
+        kv_cache: KVCache | None = None,
+        trace: Trace | None = None,
+    ) -> Tensor:
+        """Return next-token logits of shape (batch, seq, vocab) for `ids` of shape (batch, seq).
+
+        With `kv_cache`, `ids` continue the cached tokens and positions count on from the cache.
+        With `trace`, every hook point is stored in it.
+        """
+        batch, seq = ids.shape
+        start = kv_cache.length if kv_cache is not None else 0
+        if start + seq > self.config.context_length:
+            raise ValueError(
+                f"sequence of {start + seq} tokens exceeds the context length {self.config.context_length}"
+            )
+        positions = torch.arange(start, start + seq, device=ids.device)
+        tok = self.embed(ids)
+        pos = self.pos_embed(positions).unsqueeze(0)
+        if trace is not None:
+            trace["hook_tokens"] = ids.detach()
+            trace["hook_embed"] = tok.detach()
+            trace["hook_pos_embed"] = pos.detach().expand(batch, -1, -1)
+        x = self.drop(tok + pos)
+        for layer, block in enumerate(self.blocks):
+            x = block(x, layer, kv_cache, trace)
+        if kv_cache is not None:
+            kv_cache.length += seq
+        x = self.ln_final(x)
+        logits = self.unembed(x)
+        if trace is not None:
+            trace["ln_final.hook_normalized"] = x.detach()
+            trace["logits"] = logits.detach()
+        return logits
+
+    def new_kv_cache(self, batch: int = 1) -> KVCache:
+        param = next(self.parameters())
+        return KVCache(self.config, batch, param.device, param.dtype)

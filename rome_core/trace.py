@@ -1,0 +1,135 @@
+"""Assembling and reading traces: the tensors a traced forward pass stores under hook names.
+
+Hook names follow TransformerLens, with a batch dimension first:
+  hook_tokens                      (batch, pos)              token ids
+  hook_embed, hook_pos_embed       (batch, pos, d_model)     token and positional embeddings
+  blocks.{i}.hook_resid_pre        (batch, pos, d_model)     residual stream entering block i
+  blocks.{i}.attn.hook_pattern     (batch, head, query, key) attention weights
+  blocks.{i}.hook_resid_mid        (batch, pos, d_model)     after the attention sublayer
+  blocks.{i}.hook_resid_post       (batch, pos, d_model)     after the MLP sublayer
+  ln_final.hook_normalized         (batch, pos, d_model)     after the final layer norm
+  logits                           (batch, pos, vocab)       next-token logits
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from rome_core.model import RomeGPT, Trace
+
+PER_POSITION_HOOKS = ("hook_embed", "hook_pos_embed", "ln_final.hook_normalized", "logits")
+RESIDUAL_HOOKS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post")
+
+
+def hook_names(n_layers: int) -> list[str]:
+    """Every hook name a traced forward pass of an `n_layers` model stores, in computation order."""
+    names = ["hook_tokens", "hook_embed", "hook_pos_embed"]
+    for layer in range(n_layers):
+        names += [
+            f"blocks.{layer}.hook_resid_pre",
+            f"blocks.{layer}.attn.hook_pattern",
+            f"blocks.{layer}.hook_resid_mid",
+            f"blocks.{layer}.hook_resid_post",
+        ]
+    return names + ["ln_final.hook_normalized", "logits"]
+
+
+@torch.inference_mode()
+def run_with_trace(model: RomeGPT, ids: list[int]) -> Trace:
+    """Run one traced forward pass over `ids` (at most the context length) and return the trace."""
+    trace: Trace = {}
+    device = next(model.parameters()).device
+    model(torch.tensor([ids], device=device), trace=trace)
+    return trace
+
+
+class SequenceTrace:
+    """The trace of a whole window (prompt plus generated tokens), assembled from generation steps.
+
+    A cached generation step traces only its newest query position; this class places each
+    step's rows at their absolute positions, so panels can read the full (query, key) attention
+    matrix and every position's logits as one forward pass over the window would give them.
+    When the window slides, the generator recomputes the whole window and the rows restart.
+    """
+
+    def __init__(self, n_layers: int) -> None:
+        self.n_layers = n_layers
+        self.window_start = 0
+        self._rows: dict[str, list[Tensor]] = {}
+
+    @property
+    def length(self) -> int:
+        """Number of positions traced so far (in the current window)."""
+        return len(self._rows.get("logits", []))
+
+    def add(self, trace: Trace, positions: range, window_start: int) -> None:
+        """Add a step's trace, which covers absolute positions `positions` of a window starting at `window_start`."""
+        if window_start != self.window_start or positions.start == window_start:
+            self.window_start = window_start
+            self._rows = {}
+        expected = positions.start - window_start
+        if expected != self.length:
+            raise ValueError(f"trace rows arrive out of order: expected position {expected}, got {positions.start}")
+        for name, tensor in trace.items():
+            if name == "hook_tokens":
+                rows = list(tensor[0])
+            elif name.endswith("hook_pattern"):
+                rows = list(tensor[0].transpose(0, 1))  # (query, head, key)
+            else:
+                rows = list(tensor[0])
+            self._rows.setdefault(name, []).extend(rows)
+
+    def get(self, name: str) -> Tensor:
+        """The tensor under hook `name` for the whole window, shaped as a full forward pass would store it."""
+        rows = self._rows[name]
+        if name == "hook_tokens":
+            return torch.stack(rows).unsqueeze(0)
+        if name.endswith("hook_pattern"):
+            keys = len(rows)
+            padded = [torch.nn.functional.pad(row, (0, keys - row.shape[-1])) for row in rows]
+            return torch.stack(padded, dim=1).unsqueeze(0)  # (1, head, query, key)
+        return torch.stack(rows).unsqueeze(0)
+
+    def as_trace(self) -> Trace:
+        return {name: self.get(name) for name in self._rows}
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    id: int
+    similarity: float
+
+
+@torch.inference_mode()
+def nearest_tokens(model: RomeGPT, token_id: int, k: int = 8) -> list[Neighbour]:
+    """The `k` tokens whose learned embeddings have the highest cosine similarity to `token_id`'s."""
+    table = model.embed.weight.float()
+    sims = torch.nn.functional.cosine_similarity(table, table[token_id].unsqueeze(0), dim=-1)
+    sims[token_id] = -float("inf")
+    top = torch.topk(sims, min(k, table.shape[0] - 1))
+    return [Neighbour(id=int(i), similarity=float(s)) for s, i in zip(top.values, top.indices)]
+
+
+@torch.inference_mode()
+def logit_lens(model: RomeGPT, trace: Trace) -> Tensor:
+    """Next-token logits read off the residual stream after each block, shape (n_layers, pos, vocab).
+
+    Row i passes `blocks.{i}.hook_resid_post` through the model's own final layer norm and head,
+    so the last row equals the real `logits`.
+    """
+    rows = []
+    for layer in range(model.config.n_layers):
+        resid = trace[f"blocks.{layer}.hook_resid_post"][0].to(model.ln_final.weight.dtype)
+        rows.append(model.unembed(model.ln_final(resid)).float())
+    return torch.stack(rows)
+
+
+def sublayer_norms(trace: Trace, layer: int) -> tuple[Tensor, Tensor]:
+    """L2 norms (per position) of what block `layer`'s attention and MLP add to the residual stream."""
+    pre = trace[f"blocks.{layer}.hook_resid_pre"][0].float()
+    mid = trace[f"blocks.{layer}.hook_resid_mid"][0].float()
+    post = trace[f"blocks.{layer}.hook_resid_post"][0].float()
+    return (mid - pre).norm(dim=-1), (post - mid).norm(dim=-1)
