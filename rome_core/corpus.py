@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from rome_core.errors import RomeError
-from rome_core.tokenizer import RomeTokenizer
+from rome_core.tokenizer import ALPHABET_LIMIT, RomeTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +250,7 @@ def prepare(
     key = files_key(files)
     documents = load_documents(files)
     if tokenizer is None:
-        tokenizer_path = cache_dir / f"{key}-tokenizer-{vocab_size}.json"
+        tokenizer_path = cache_dir / f"{key}-tokenizer-{vocab_size}-a{ALPHABET_LIMIT}.json"
         if tokenizer_path.is_file():
             tokenizer = RomeTokenizer.load(tokenizer_path)
             log.info("reusing tokenizer %s", tokenizer_path)

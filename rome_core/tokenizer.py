@@ -9,6 +9,7 @@ become `[UNK]` instead of disappearing, so the UI can show them.
 from __future__ import annotations
 
 import logging
+import string
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +23,11 @@ log = logging.getLogger(__name__)
 UNK = "[UNK]"
 EOT = "<|endoftext|>"
 VOCAB_SIZE = 3000
-# The 64 most frequent characters of the training text form the base alphabet: letters, digits,
-# punctuation, the space and the newline. Rarer characters map to [UNK].
-ALPHABET_LIMIT = 64
+# The base alphabet: printable lowercase ASCII, always, so any such text round-trips exactly,
+# plus the most frequent other characters of the training text up to ALPHABET_LIMIT in all.
+# Rarer characters (Greek, emoji, most accented letters) map to [UNK].
+ASCII_ALPHABET = sorted(set(string.printable.lower()) - set("\r\x0b\x0c"))
+ALPHABET_LIMIT = 80
 # GPT-2's split: words and numbers keep one leading space, and runs of whitespace stay whole,
 # so decoding by plain concatenation restores the text exactly.
 SPLIT_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -99,6 +102,7 @@ class RomeTokenizer:
             vocab_size=vocab_size,
             special_tokens=[UNK, EOT],
             limit_alphabet=ALPHABET_LIMIT,
+            initial_alphabet=ASCII_ALPHABET,
             show_progress=False,
         )
         tokenizer.train_from_iterator((t.lower() for t in sample), trainer=trainer)
