@@ -72,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="print a checkpoint's size, settings and training record")
     info.add_argument("path", nargs="?", type=Path, default=None, help="checkpoint folder (default: the shipped model)")
 
+    explain = sub.add_parser("explain", help="walk through the model's forward pass for a prompt, stage by stage")
+    explain.add_argument("prompt", help="text to run through the model (lowercased before use)")
+    explain.add_argument("--position", type=int, default=None, metavar="N", help="index of the token to follow, from 0 (default: the last token)")
+    explain.add_argument("--top-k", type=int, default=10, metavar="K", help="how many next-token candidates to list (default 10)")
+    explain.add_argument("--json", default=None, metavar="FILE", help="also write the trace summary as JSON to FILE; - writes only the JSON to stdout")
+    explain.add_argument("--checkpoint", type=Path, default=None, dest="sub_checkpoint", metavar="PATH", help="checkpoint or run folder to open (default: the shipped romegpt-22m)")
+
     return parser
 
 
@@ -80,10 +87,12 @@ def _checkpoint_arg(args) -> Path | None:
 
 
 def cmd_train(args) -> int:
+    import torch.distributed as torch_dist
+
     from rome_core import corpus
     from rome_core.config import ModelConfig, preset
     from rome_core.tokenizer import RomeTokenizer
-    from rome_core.train import LATEST, STATE_FILE, Trainer, TrainConfig
+    from rome_core.train import LATEST, STATE_FILE, DistributedContext, Trainer, TrainConfig
 
     model_config = preset(args.preset)
     train_config = TrainConfig()
@@ -110,20 +119,26 @@ def cmd_train(args) -> int:
     if args.dropout is not None:
         model_config = ModelConfig.from_dict({**model_config.__dict__, "dropout": args.dropout}, source="--dropout")
 
+    ctx = DistributedContext.from_env()
     tokenizer = None
     run_tokenizer = args.out / LATEST / "tokenizer.json"
     if args.resume and run_tokenizer.is_file():
         tokenizer = RomeTokenizer.load(run_tokenizer)
     elif args.tokenizer:
         tokenizer = RomeTokenizer.load(args.tokenizer)
+    # Under torchrun, rank 0 tokenizes and fills the cache first; the other ranks then read it.
+    if ctx.world_size > 1 and not ctx.is_main:
+        torch_dist.barrier()
     tokenizer, data = corpus.prepare(list(args.data), args.cache_dir, tokenizer=tokenizer, vocab_size=model_config.vocab_size)
+    if ctx.world_size > 1 and ctx.is_main:
+        torch_dist.barrier()
     if tokenizer.vocab_size != model_config.vocab_size:
         model_config = ModelConfig.from_dict({**model_config.__dict__, "vocab_size": tokenizer.vocab_size}, source="tokenizer")
 
     trainer = Trainer(
         model_config, train_config, tokenizer, data, args.out,
         resume=args.resume, compile_model=args.compile,
-        data_sources=[str(p) for p in args.data], progress=not args.no_progress,
+        data_sources=[str(p) for p in args.data], progress=not args.no_progress, ctx=ctx,
     )
     try:
         result = trainer.train()
@@ -195,11 +210,37 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_explain(args) -> int:
+    from rich.console import Console
+
+    from rome_core.checkpoint import load_checkpoint
+    from rome_core.explain import explain
+    from rome_tui.explain_render import render_explanation
+
+    if not args.prompt:
+        raise RomeError('the prompt is empty; pass some text, e.g. romegpt explain "who is caesar?"')
+    loaded = load_checkpoint(_checkpoint_arg(args))
+    explanation = explain(loaded, args.prompt, position=args.position, top_k=args.top_k)
+    if args.json == "-":
+        sys.stdout.write(explanation.to_json())
+        return 0
+    if args.json is not None:
+        try:
+            Path(args.json).write_text(explanation.to_json(), encoding="utf-8")
+        except OSError as error:
+            raise RomeError(f"{args.json}: cannot write the JSON trace ({error.strerror or error}); pass a writable file path, or - for stdout") from None
+    console = Console(highlight=False)
+    console.print(render_explanation(explanation, console.width))
+    if args.json is not None:
+        console.print(f"wrote the trace summary to {args.json}", style="dim", soft_wrap=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    handlers = {"train": cmd_train, "generate": cmd_generate, "tokenize": cmd_tokenize, "info": cmd_info}
+    handlers = {"train": cmd_train, "generate": cmd_generate, "tokenize": cmd_tokenize, "info": cmd_info, "explain": cmd_explain}
     try:
         if args.command is None:
             from rome_tui.app import run_app

@@ -188,8 +188,9 @@ class Trainer:
         compile_model: bool = False,
         data_sources: list[str] | None = None,
         progress: bool = True,
+        ctx: DistributedContext | None = None,
     ) -> None:
-        self.ctx = DistributedContext.from_env()
+        self.ctx = ctx or DistributedContext.from_env()
         self.device = pick_device(self.ctx)
         self.precision = pick_precision(self.device)
         self.model_config = model_config
@@ -368,8 +369,10 @@ class Trainer:
         self.model.train()
         return {"val_loss": val_loss, "bpc": bpc, "sample": SAMPLE_PROMPT + sample, "probe_prompt": PROBE_PROMPT, "probe": probe}
 
-    def train(self) -> dict:
+    def train(self, stop_at: int | None = None) -> dict:
+        """Train up to `config.steps` (or stop early after step `stop_at`, as an interruption would)."""
         cfg = self.config
+        last_step = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
         main = self.ctx.is_main
         if main:
             log.info(
@@ -397,7 +400,7 @@ class Trainer:
         window_start, window_tokens = time.perf_counter(), 0
         progress = _Progress(cfg.steps, self.step) if self.progress else None
         try:
-            while self.step < cfg.steps:
+            while self.step < last_step:
                 step_start = time.perf_counter()
                 lr = cfg.lr_at(self.step)
                 for group in self.optimizer.param_groups:
