@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("text")
     tok.add_argument("--checkpoint", type=Path, default=None, dest="sub_checkpoint", help=argparse.SUPPRESS)
 
+    export = sub.add_parser("export", help="copy a run's best checkpoint into a standalone folder, optionally as bf16")
+    export.add_argument("run", type=Path, help="run or checkpoint folder to export")
+    export.add_argument("--out", type=Path, required=True, help="folder to write (replaced atomically if it exists)")
+    export.add_argument("--bf16", action="store_true", help="store the weights in bfloat16 (half the size; loads in fp32)")
+
     info = sub.add_parser("info", help="print a checkpoint's size, settings and training record")
     info.add_argument("path", nargs="?", type=Path, default=None, help="checkpoint folder (default: the shipped model)")
 
@@ -191,6 +196,28 @@ def cmd_tokenize(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    import shutil
+
+    import torch
+
+    from rome_core.checkpoint import load_checkpoint, save_checkpoint
+
+    loaded = load_checkpoint(args.run)
+    card = dict(loaded.card)
+    card["exported_from"] = loaded.path.name
+    card["weights_dtype"] = "bfloat16" if args.bf16 else "float32"
+    metrics = next((p / "metrics.jsonl" for p in (loaded.path, loaded.path.parent) if (p / "metrics.jsonl").is_file()), None)
+
+    def copy_metrics(path: Path) -> None:
+        shutil.copyfile(metrics, path)
+
+    extra = {"metrics.jsonl": copy_metrics} if metrics else {}
+    save_checkpoint(args.out, loaded.model, loaded.tokenizer, card, dtype=torch.bfloat16 if args.bf16 else None, extra_files=extra)
+    print(f"exported {loaded.path} to {args.out}" + (" with its metrics.jsonl" if metrics else ""))
+    return 0
+
+
 def cmd_info(args) -> int:
     from rome_core.checkpoint import load_checkpoint
 
@@ -240,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    handlers = {"train": cmd_train, "generate": cmd_generate, "tokenize": cmd_tokenize, "info": cmd_info, "explain": cmd_explain}
+    handlers = {"train": cmd_train, "generate": cmd_generate, "tokenize": cmd_tokenize, "info": cmd_info, "explain": cmd_explain, "export": cmd_export}
     try:
         if args.command is None:
             from rome_tui.app import run_app

@@ -60,19 +60,22 @@ class CausalSelfAttention(nn.Module):
             past = kv_cache.length
             k, v = kv_cache.append(layer, k, v)
 
+        # A single new query after a cache may see every cached key, so it needs no mask.
+        # A multi-token chunk appended after a cache still needs the causal mask, offset by `past`.
+        single_query = seq == 1 and past > 0
         if trace is None:
-            # With a cache, a single new query may see every cached key, so no mask is needed.
-            # A multi-token chunk appended after a cache still needs the causal offset mask.
             if past == 0:
                 out = F.scaled_dot_product_attention(
                     q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
                 )
+            elif single_query:
+                out = F.scaled_dot_product_attention(q, k, v)
             else:
-                mask = _causal_mask(seq, past, x.device)
-                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=_causal_mask(seq, past, x.device))
         else:
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.d_head)
-            scores = scores.masked_fill(~_causal_mask(seq, past, x.device), float("-inf"))
+            if not single_query:
+                scores = scores.masked_fill(~_causal_mask(seq, past, x.device), float("-inf"))
             pattern = torch.softmax(scores.float(), dim=-1).to(q.dtype)
             trace[f"blocks.{layer}.attn.hook_pattern"] = pattern.detach()
             out = pattern @ v

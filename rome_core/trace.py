@@ -82,6 +82,9 @@ class SequenceTrace:
                 rows = list(tensor[0])
             self._rows.setdefault(name, []).extend(rows)
 
+    def __contains__(self, name: str) -> bool:
+        return name in self._rows
+
     def get(self, name: str) -> Tensor:
         """The tensor under hook `name` for the whole window, shaped as a full forward pass would store it."""
         rows = self._rows[name]
@@ -133,3 +136,57 @@ def sublayer_norms(trace: Trace, layer: int) -> tuple[Tensor, Tensor]:
     mid = trace[f"blocks.{layer}.hook_resid_mid"][0].float()
     post = trace[f"blocks.{layer}.hook_resid_post"][0].float()
     return (mid - pre).norm(dim=-1), (post - mid).norm(dim=-1)
+
+
+@torch.inference_mode()
+def position_similarity(model: RomeGPT, position: int) -> Tensor:
+    """Return the cosine similarity of `position`'s positional embedding to every position's, shape (context_length,)."""
+    table = model.pos_embed.weight.float()
+    return torch.nn.functional.cosine_similarity(table, table[position].unsqueeze(0), dim=-1)
+
+
+# -- Readers for the app's panels -------------------------------------------------------------
+
+
+def attention_grid(pattern: Tensor, head: int | None, queries: range, keys: range) -> list[list[float]]:
+    """Attention weights of one head (or the mean over heads when `head` is None) as nested lists.
+
+    `pattern` is a `hook_pattern` tensor shaped (1, head, query, key); `queries` and `keys` index
+    its query and key axes. Row r, column c is the weight query `queries[r]` gives key `keys[c]`.
+    """
+    weights = pattern[0].float().mean(dim=0) if head is None else pattern[0, head].float()
+    return weights[queries.start : queries.stop, keys.start : keys.stop].tolist()
+
+
+def top_next_tokens(logits_row: Tensor, k: int) -> list[tuple[int, float]]:
+    """Return the `k` most likely next tokens of one logits row (shape (vocab,)) at temperature 1, as (id, probability)."""
+    probs = torch.softmax(logits_row.float(), dim=-1)
+    top = torch.topk(probs, min(k, probs.shape[-1]))
+    return [(int(i), float(p)) for p, i in zip(top.values, top.indices)]
+
+
+def token_probability(logits_row: Tensor, token_id: int) -> tuple[float, int]:
+    """Return the probability (temperature 1) of `token_id` under one logits row, and its rank (1 = most likely)."""
+    probs = torch.softmax(logits_row.float(), dim=-1)
+    prob = probs[token_id]
+    return float(prob), int((probs > prob).sum()) + 1
+
+
+def trace_to_dict(trace: SequenceTrace, k: int = 10, decimals: int = 5) -> dict:
+    """Copy a window's trace into JSON-ready lists: token ids, every layer's attention and each position's top-k.
+
+    attention[layer][head][query] lists the weights of keys 0..query (the causal part only, because
+    later keys are always 0). top_k[position] lists the `k` most likely next tokens as [id, probability].
+    NOTE: a full 512-token window of the 22M model gives about 6 million attention weights.
+    """
+    tokens = trace.get("hook_tokens")[0].tolist() if "hook_tokens" in trace else []
+    attention = []
+    for layer in range(trace.n_layers):
+        pattern = trace.get(f"blocks.{layer}.attn.hook_pattern")[0].float()
+        attention.append([
+            [[round(w, decimals) for w in pattern[head, query, : query + 1].tolist()] for query in range(pattern.shape[1])]
+            for head in range(pattern.shape[0])
+        ])
+    logits = trace.get("logits")[0]
+    top_k = [[[i, round(p, decimals)] for i, p in top_next_tokens(row, k)] for row in logits]
+    return {"window_start": trace.window_start, "token_ids": tokens, "attention": attention, "top_k": top_k}

@@ -124,3 +124,15 @@ def test_cli_error_is_one_line_without_traceback(tmp_path):
     assert result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr
     assert "nowhere: checkpoint folder not found" in result.stderr
+
+
+def test_export_writes_bf16_checkpoint_with_metrics(tiny_run, tmp_path):
+    from rome_core.cli import main
+
+    assert main(["export", str(tiny_run), "--out", str(tmp_path / "shipped"), "--bf16"]) == 0
+    stored = load_file(str(tmp_path / "shipped" / "model.safetensors"))
+    assert all(t.dtype == torch.bfloat16 for t in stored.values())
+    assert (tmp_path / "shipped" / "metrics.jsonl").read_text() == (tiny_run / "metrics.jsonl").read_text()
+    card = json.loads((tmp_path / "shipped" / "card.json").read_text())
+    assert card["weights_dtype"] == "bfloat16"
+    load_checkpoint(tmp_path / "shipped")

@@ -1,0 +1,51 @@
+"""Train and validation loss against step, with the untrained-model line and resume markers."""
+
+from __future__ import annotations
+
+import math
+
+from textual_plotext import PlotextPlot
+
+from rome_tui.run_history import RunHistory
+
+
+class LossChart(PlotextPlot):
+    """Plots every recorded point of a RunHistory (no downsampling, no smoothing)."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.history = RunHistory()
+        self.vocab_size = 3000
+
+    def show(self, history: RunHistory, vocab_size: int) -> None:
+        self.history = history
+        self.vocab_size = vocab_size
+        self.replot()
+
+    def replot(self) -> None:
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        history = self.history
+        start_loss = math.log(self.vocab_size)
+        plt.title(f"loss, raw values (red line: untrained model, ln({self.vocab_size}) = {start_loss:.2f}; magenta: resume)")
+        plt.xlabel("step")
+        losses = history.train_losses + history.val_losses
+        steps = history.train_steps + history.val_steps
+        if history.train_steps:
+            plt.plot(history.train_steps, history.train_losses, label="train", color="cyan", marker="braille")
+        if history.val_steps:
+            plt.plot(history.val_steps, history.val_losses, label="validation", color="orange", marker="hd")
+        right = max(steps) if steps else 1.0
+        left = min(steps) if steps else 0.0
+        if right == left:
+            right = left + 1.0
+        plt.hline(start_loss, color="red")
+        for step in history.resumes:
+            plt.vline(step, color="magenta")
+        low = min([*losses, start_loss])
+        high = max([*losses, start_loss])
+        margin = max(0.05, (high - low) * 0.05)
+        plt.ylim(max(0.0, low - margin), high + margin)
+        plt.xlim(left, right)
+        self.refresh()
