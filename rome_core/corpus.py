@@ -25,7 +25,7 @@ from rome_core.tokenizer import ALPHABET_LIMIT, RomeTokenizer
 log = logging.getLogger(__name__)
 
 # Bump when cleaning or splitting changes, so cached token files are rebuilt.
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2
 # The validation slice of each document, as fractions of its length in characters.
 VAL_START, VAL_END = 0.45, 0.50
 TEXT_SUFFIXES = {".txt", ".text"}
@@ -180,7 +180,9 @@ def _encode_pieces(tokenizer: RomeTokenizer, pieces: list[str]) -> np.ndarray:
     for piece in pieces:
         paragraphs = piece.split("\n\n")
         texts = [p + "\n\n" for p in paragraphs[:-1]] + [paragraphs[-1]]
-        for ids in tokenizer.encode_batch_ids(texts):
+        # Only the first paragraph starts a text: the others continue after a blank line.
+        starts = [True] + [False] * (len(texts) - 1)
+        for ids in tokenizer.encode_batch_ids(texts, start_of_text=starts):
             out.append(np.asarray(ids, dtype=np.uint16))
         out.append(np.asarray([tokenizer.eot_id], dtype=np.uint16))
     return np.concatenate(out) if out else np.zeros(0, dtype=np.uint16)

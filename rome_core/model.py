@@ -133,7 +133,7 @@ class RomeGPT(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.ln_final = nn.LayerNorm(config.d_model)
-        # Untied from the embedding, as the design asks: input and output vocabularies learn separately.
+        # Not tied to the embedding, by design: input and output token vectors are learned separately.
         self.unembed = nn.Linear(config.d_model, config.vocab_size)
         self.apply(self._init_weights)
         # Scale the projections that write into the residual stream by 1/sqrt(2 * layers), as GPT-2 does,

@@ -2,6 +2,9 @@
 
 Text is lowercased, split GPT-2 style into words that carry their leading
 space, and each piece is encoded with BPE over a capped character alphabet.
+A text that starts fresh (a prompt, a document) gets one space prepended, as
+SentencePiece's dummy prefix does, so its first word is the same token as that
+word in running text: "who is caesar?" is " who", " is", " caesar", "?".
 Characters outside that alphabet (Greek, emoji, most accented letters)
 become `[UNK]` instead of disappearing, so the UI can show them.
 """
@@ -23,6 +26,7 @@ log = logging.getLogger(__name__)
 UNK = "[UNK]"
 EOT = "<|endoftext|>"
 VOCAB_SIZE = 3000
+DUMMY_PREFIX = " "
 # The base alphabet: printable lowercase ASCII, always, so any such text round-trips exactly,
 # plus the most frequent other characters of the training text up to ALPHABET_LIMIT in all.
 # Rarer characters (Greek, emoji, most accented letters) map to [UNK].
@@ -42,11 +46,6 @@ class Token:
     start: int
     end: int
     unknown: bool
-
-    @property
-    def source(self) -> str:
-        """Placeholder for the characters this token covers; see `Encoding.covered`."""
-        return self.text
 
 
 @dataclass(frozen=True)
@@ -140,27 +139,42 @@ class RomeTokenizer:
     def vocab_size(self) -> int:
         return self._tokenizer.get_vocab_size(with_added_tokens=True)
 
-    def encode(self, text: str) -> Encoding:
-        """Lowercase `text` and split it into tokens with ids, spans and unknown flags."""
+    def encode(self, text: str, start_of_text: bool = True) -> Encoding:
+        """Lowercase `text` and split it into tokens with ids, spans and unknown flags.
+
+        With `start_of_text` (a prompt or the start of a document) the dummy-prefix space is
+        prepended; spans still index the lowercased `text`, so the first token's span leaves
+        that space out. Pass False for text that continues earlier text.
+        """
         lowered = text.lower()
-        encoded = self._tokenizer.encode(lowered, add_special_tokens=False)
+        prefix = DUMMY_PREFIX if start_of_text and lowered else ""
+        encoded = self._tokenizer.encode(prefix + lowered, add_special_tokens=False)
+        shift = len(prefix)
         tokens = [
-            Token(id=i, text=piece, start=start, end=end, unknown=i == self.unk_id)
+            Token(id=i, text=piece, start=max(0, start - shift), end=max(0, end - shift), unknown=i == self.unk_id)
             for i, piece, (start, end) in zip(encoded.ids, encoded.tokens, encoded.offsets)
         ]
         return Encoding(text=lowered, tokens=tokens)
 
-    def encode_ids(self, text: str) -> list[int]:
-        return self._tokenizer.encode(text.lower(), add_special_tokens=False).ids
+    def encode_ids(self, text: str, start_of_text: bool = True) -> list[int]:
+        return self.encode(text, start_of_text).ids
 
-    def encode_batch_ids(self, texts: list[str]) -> list[list[int]]:
-        """Encode many texts in parallel (the Rust side uses every core)."""
-        lowered = [t.lower() for t in texts]
+    def encode_batch_ids(self, texts: list[str], start_of_text: list[bool] | None = None) -> list[list[int]]:
+        """Encode many texts in parallel (the Rust side uses every core). `start_of_text` is per text, default False."""
+        flags = start_of_text or [False] * len(texts)
+        lowered = [(DUMMY_PREFIX if flag and t else "") + t.lower() for t, flag in zip(texts, flags)]
         return [e.ids for e in self._tokenizer.encode_batch(lowered, add_special_tokens=False)]
 
-    def decode(self, ids: Iterable[int]) -> str:
-        """Concatenate the pieces of `ids`. [UNK] decodes to the literal text "[UNK]"."""
-        return "".join(self.id_to_token(i) for i in ids)
+    def decode(self, ids: Iterable[int], start_of_text: bool = True) -> str:
+        """Concatenate the pieces of `ids`; [UNK] decodes to the literal text "[UNK]".
+
+        With `start_of_text` the dummy-prefix space that `encode` added is removed again, so
+        `decode(encode(s).ids) == s.lower()` for text inside the alphabet.
+        """
+        text = "".join(self.id_to_token(i) for i in ids)
+        if start_of_text and text.startswith(DUMMY_PREFIX):
+            text = text[len(DUMMY_PREFIX) :]
+        return text
 
     def id_to_token(self, token_id: int) -> str:
         piece = self._tokenizer.id_to_token(token_id)
@@ -176,7 +190,7 @@ class IncrementalDecoder:
     """Turns a stream of token ids into text pieces with nothing repeated or dropped.
 
     Every piece is whole characters (the tokenizer works on characters, not bytes), so
-    appending the pieces gives exactly `tokenizer.decode(all_ids)`.
+    appending the pieces gives exactly `tokenizer.decode(all_ids, start_of_text=False)`.
     """
 
     def __init__(self, tokenizer: RomeTokenizer) -> None:

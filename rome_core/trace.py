@@ -108,7 +108,7 @@ class Neighbour:
 
 @torch.inference_mode()
 def nearest_tokens(model: RomeGPT, token_id: int, k: int = 8) -> list[Neighbour]:
-    """The `k` tokens whose learned embeddings have the highest cosine similarity to `token_id`'s."""
+    """Return the `k` tokens whose learned embeddings have the highest cosine similarity to `token_id`'s."""
     table = model.embed.weight.float()
     sims = torch.nn.functional.cosine_similarity(table, table[token_id].unsqueeze(0), dim=-1)
     sims[token_id] = -float("inf")

@@ -137,8 +137,8 @@ def pick_precision(device: torch.device) -> torch.dtype | None:
 
 
 def param_groups(model: RomeGPT, weight_decay: float) -> list[dict]:
-    """Decay matrices only; biases, layer-norm gains and embeddings' rows... are 2-D too, so decay them
-    by dimension: every tensor with 2 or more dimensions is decayed, vectors are not."""
+    """Split parameters for AdamW: matrices and embedding tables (2-D or more) are decayed,
+    biases and layer-norm parameters (vectors) are not."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     return [
@@ -224,7 +224,7 @@ class Trainer:
             self._load_state()
         elif (self.out_dir / LATEST).exists():
             raise RomeError(
-                f"{self.out_dir}: already holds a training run; pass --resume to continue it or choose another --out"
+                f"{self.out_dir}: a training run already exists there; pass --resume to continue it or choose another --out"
             )
 
         self.forward_model: torch.nn.Module = self.model

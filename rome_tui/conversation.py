@@ -68,8 +68,9 @@ class Conversation:
 
     def add_user_message(self, text: str) -> Turn:
         """Append a user message (after the separator when the conversation is not empty)."""
-        prefix = SEPARATOR if self.chips else ""
-        encoding = self.tokenizer.encode(prefix + text)
+        # The first message starts the text; later ones continue it after the separator.
+        first = not self.chips
+        encoding = self.tokenizer.encode(text if first else SEPARATOR + text, start_of_text=first)
         start = len(self.chips)
         for token in encoding.tokens:
             self.chips.append(Chip(token.id, token.text, encoding.covered(token), generated=False, unknown=token.unknown))

@@ -204,7 +204,7 @@ async def test_click_on_stage_bar_and_token(tiny_loaded):
         await pilot.click("#inside-stages", offset=(bar.index("5 Layers") + 1, 0))
         assert view.stage == 4
         strip = widget_text(app.query_one("#inside-tokens", Static))
-        first = tiny_loaded.tokenizer.encode(PROMPT).tokens[0].text
+        first = tiny_loaded.tokenizer.encode(PROMPT).tokens[0].text.replace(" ", "·")
         await pilot.click("#inside-tokens", offset=(strip.index(first), 0))
         await settle(app, pilot)
         assert view.explanation.selected.index == 0

@@ -33,9 +33,17 @@ def test_uppercase_gives_same_ids(tokenizer):
 def test_encoding_reports_spans_in_lowercased_text(tokenizer):
     encoding = tokenizer.encode("The Senate MET.")
     assert encoding.text == "the senate met."
-    for token in encoding.tokens:
-        assert encoding.text[token.start : token.end] == token.text
-    assert "".join(t.text for t in encoding.tokens) == encoding.text
+    first, *rest = encoding.tokens
+    # The first token carries the dummy-prefix space, which is not part of the input.
+    assert first.text == " " + encoding.covered(first)
+    for token in rest:
+        assert encoding.covered(token) == token.text
+    assert "".join(encoding.covered(t) for t in encoding.tokens) == encoding.text
+
+
+def test_text_start_gets_dummy_prefix(tokenizer):
+    assert tokenizer.encode("who is caesar?").ids == tokenizer.encode(" who is caesar?", start_of_text=False).ids
+    assert not tokenizer.encode("senate", start_of_text=False).tokens[0].text.startswith(" ")
 
 
 @pytest.mark.parametrize(
@@ -100,4 +108,4 @@ def test_load_rejects_missing_and_corrupt_files(tmp_path):
 def test_incremental_decoder_matches_full_decode(tokenizer):
     ids = tokenizer.encode("the senate, the people; and rome!  end\n").ids
     pieces = list(IncrementalDecoder(tokenizer).stream(ids))
-    assert "".join(pieces) == tokenizer.decode(ids)
+    assert "".join(pieces) == tokenizer.decode(ids, start_of_text=False)
