@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from rome_core.checkpoint import CARD_FILE, save_checkpoint
@@ -33,6 +32,7 @@ from rome_core.config import ModelConfig
 from rome_core.corpus import TokenizedCorpus
 from rome_core.errors import RomeError
 from rome_core.generate import Generator, SamplingSettings
+from rome_core.loss import cross_entropy
 from rome_core.metrics import MetricsWriter
 from rome_core.model import RomeGPT
 from rome_core.tokenizer import RomeTokenizer
@@ -338,7 +338,7 @@ class Trainer:
     def _loss(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with self._autocast():
             logits = model(x)
-        return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+        return cross_entropy(logits, y)
 
     @torch.no_grad()
     def evaluate(self) -> dict:
