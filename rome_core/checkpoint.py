@@ -72,8 +72,11 @@ def replace_folder_atomically(destination: Path, fill) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{destination.name}.tmp-", dir=destination.parent))
     try:
         fill(tmp)
+        # mkdtemp makes a private folder; a checkpoint is meant to be read by others too.
+        os.chmod(tmp, 0o755)
         for child in tmp.iterdir():
             if child.is_file():
+                os.chmod(child, 0o644)
                 with open(child, "rb") as handle:
                     os.fsync(handle.fileno())
         _fsync_dir(tmp)

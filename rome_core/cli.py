@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model on a folder or list of text files")
     train.add_argument("--data", type=Path, nargs="+", required=True, help="text files or folders of .txt files")
     train.add_argument("--out", type=Path, required=True, help="run folder for checkpoints and metrics.jsonl")
-    train.add_argument("--preset", default="rome-22m", help="model preset: rome-22m or tiny (default rome-22m)")
+    train.add_argument("--preset", default=None, help="model preset: rome-22m or tiny (default rome-22m; a resumed run keeps its own)")
     train.add_argument("--config", type=Path, default=None, help="JSON file with 'model' and/or 'train' settings that override the preset")
     train.add_argument("--steps", type=int, default=None, help="optimizer steps in total (a resumed run may raise it)")
     train.add_argument("--batch-size", type=int, default=None, help="sequences per micro-batch on each process")
@@ -91,39 +92,72 @@ def _checkpoint_arg(args) -> Path | None:
     return getattr(args, "sub_checkpoint", None) or args.checkpoint
 
 
-def cmd_train(args) -> int:
-    import torch.distributed as torch_dist
+def _read_config_file(path: Path) -> dict:
+    """Read a --config file: a JSON object with optional "model" and "train" objects."""
+    try:
+        overrides = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RomeError(f"{path}: cannot read config ({error}); pass a JSON file with 'model' and 'train' objects") from None
+    if not isinstance(overrides, dict) or set(overrides) - {"model", "train"}:
+        keys = sorted(overrides) if isinstance(overrides, dict) else type(overrides).__name__
+        raise RomeError(f"{path}: expected a JSON object with only 'model' and 'train' keys, got {keys}")
+    for key, value in overrides.items():
+        if not isinstance(value, dict):
+            raise RomeError(f"{path}: '{key}' must be a JSON object of settings, got {type(value).__name__}")
+    return overrides
 
-    from rome_core import corpus
+
+def _training_configs(args):
+    """Build the model and training settings from the preset, a resumed run, --config and flags."""
     from rome_core.config import ModelConfig, preset
-    from rome_core.tokenizer import RomeTokenizer
-    from rome_core.train import LATEST, STATE_FILE, DistributedContext, Trainer, TrainConfig
+    from rome_core.train import LATEST, STATE_FILE, TrainConfig
 
-    model_config = preset(args.preset)
+    if args.out.exists() and not args.out.is_dir():
+        raise RomeError(f"{args.out}: --out is a file; choose a folder for the run")
+    model_config = preset(args.preset or "rome-22m")
     train_config = TrainConfig()
     if args.preset == "tiny":
         train_config = TrainConfig(steps=200, batch_size=8, lr=3e-3, warmup_steps=10, eval_every=50, eval_batches=2, checkpoint_every=50, log_every=5)
+    resumed_step = None
     if args.resume:
         state_path = args.out / LATEST / STATE_FILE
-        if state_path.is_file():
-            state = json.loads(state_path.read_text())
-            model_config = ModelConfig.from_dict(state["model_config"], source=str(state_path))
-            train_config = TrainConfig.from_dict(state["train_config"], source=str(state_path))
+        if not state_path.is_file():
+            raise RomeError(f"{args.out}: nothing to resume (no {LATEST}/{STATE_FILE}); start without --resume")
+        state = json.loads(state_path.read_text())
+        saved = ModelConfig.from_dict(state["model_config"], source=str(state_path))
+        # The vocabulary follows the tokenizer and dropout may change, so compare only the shape.
+        wanted = preset(args.preset) if args.preset else saved
+        if dataclasses.replace(wanted, vocab_size=saved.vocab_size, dropout=saved.dropout) != saved:
+            raise RomeError(f"{args.out}: the run was trained with another model shape than --preset {args.preset}; drop --preset when resuming")
+        model_config = saved
+        train_config = TrainConfig.from_dict(state["train_config"], source=str(state_path))
+        resumed_step = state["step"]
     if args.config:
-        try:
-            overrides = json.loads(args.config.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise RomeError(f"{args.config}: cannot read config ({error}); pass a JSON file with 'model' and 'train' objects") from None
+        overrides = _read_config_file(args.config)
         model_config = ModelConfig.from_dict({**model_config.__dict__, **overrides.get("model", {})}, source=str(args.config))
         train_config = TrainConfig.from_dict({**train_config.__dict__, **overrides.get("train", {})}, source=str(args.config))
     flag_overrides = {
         "steps": args.steps, "batch_size": args.batch_size, "grad_accum": args.grad_accum, "lr": args.lr,
         "eval_every": args.eval_every, "checkpoint_every": args.checkpoint_every,
     }
-    train_config = TrainConfig.from_dict({**train_config.__dict__, **{k: v for k, v in flag_overrides.items() if v is not None}}, source="command line")
+    chosen = {k: v for k, v in flag_overrides.items() if v is not None}
+    train_config = TrainConfig.from_dict({**train_config.__dict__, **chosen}, source="command line")
     if args.dropout is not None:
         model_config = ModelConfig.from_dict({**model_config.__dict__, "dropout": args.dropout}, source="--dropout")
+    if resumed_step is not None and train_config.steps <= resumed_step:
+        raise RomeError(f"{args.out}: the run is already at step {resumed_step}; pass --steps above {resumed_step} to train further")
+    return model_config, train_config
 
+
+def cmd_train(args) -> int:
+    import torch.distributed as torch_dist
+
+    from rome_core import corpus
+    from rome_core.config import ModelConfig
+    from rome_core.tokenizer import RomeTokenizer
+    from rome_core.train import LATEST, DistributedContext, Trainer
+
+    model_config, train_config = _training_configs(args)
     ctx = DistributedContext.from_env()
     tokenizer = None
     run_tokenizer = args.out / LATEST / "tokenizer.json"
@@ -203,7 +237,17 @@ def cmd_export(args) -> int:
 
     from rome_core.checkpoint import load_checkpoint, save_checkpoint
 
+    from rome_core.checkpoint import WEIGHTS_FILE
+
     loaded = load_checkpoint(args.run)
+    out = args.out.resolve()
+    if out.exists() and not out.is_dir():
+        raise RomeError(f"{args.out}: --out is a file; choose a new folder for the checkpoint")
+    if out.is_dir() and any(out.iterdir()) and not (out / WEIGHTS_FILE).is_file():
+        raise RomeError(f"{args.out}: folder is not empty and holds no checkpoint; choose a new or empty folder")
+    source = args.run.resolve()
+    if out in (source, loaded.path.resolve()) or out in source.parents or source in out.parents:
+        raise RomeError(f"{args.out}: --out overlaps the checkpoint being exported; choose a folder outside {args.run}")
     card = dict(loaded.card)
     card["exported_from"] = loaded.path.name
     card["weights_dtype"] = "bfloat16" if args.bf16 else "float32"
@@ -225,7 +269,7 @@ def cmd_info(args) -> int:
     config = loaded.model.config
     count = loaded.model.num_parameters()
     print(f"checkpoint  {loaded.path}")
-    print(f"parameters  {count:,} ({count / 1e6:.1f}M)")
+    print(f"parameters  {count:,} ({count / 1e6:.1f}M)" if count >= 1e6 else f"parameters  {count:,} ({count / 1e3:.0f}k)")
     print(f"vocabulary  {config.vocab_size}, context {config.context_length}, width {config.d_model}, "
           f"{config.n_layers} layers, {config.n_heads} heads, MLP {config.d_mlp}")
     card = loaded.card
@@ -282,6 +326,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("romegpt: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of our output went away (e.g. `romegpt generate ... | head`): stop quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

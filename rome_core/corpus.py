@@ -98,10 +98,17 @@ def read_document(path: Path) -> Document:
     except OSError as error:
         raise RomeError(f"{path}: cannot read file ({error.strerror}); check the path and permissions") from None
     stats = CleaningStats()
+    if b"\x00" in raw[:65536]:
+        raise RomeError(f"{path}: not a text file (it contains NUL bytes); remove it from the training data")
     if raw.startswith(codecs.BOM_UTF8):
         stats.bom = True
         raw = raw[len(codecs.BOM_UTF8) :]
     text = _decode(raw, stats)
+    # A few stray Latin-1 bytes are normal in old texts; a file full of them is not UTF-8 text at all.
+    if stats.latin1 > max(16, len(raw) // 100):
+        raise RomeError(
+            f"{path}: not UTF-8 text ({stats.latin1} invalid bytes); convert it to UTF-8 or remove it from the training data"
+        )
     stats.crlf = text.count("\r\n")
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text, stats.gutenberg = strip_gutenberg(text)

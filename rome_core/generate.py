@@ -42,6 +42,8 @@ class SamplingSettings:
             raise RomeError(f"invalid top-p {self.top_p}; use a value in (0, 1], where 1 is off")
         if self.max_tokens < 1:
             raise RomeError(f"invalid max tokens {self.max_tokens}; use 1 or more")
+        if self.seed is not None and not 0 <= self.seed < 2**63:
+            raise RomeError(f"invalid seed {self.seed}; use a whole number from 0 to {2**63 - 1}")
         if self.shown_candidates < 1:
             raise RomeError(f"invalid candidate count {self.shown_candidates}; use 1 or more")
 

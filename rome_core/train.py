@@ -376,7 +376,7 @@ class Trainer:
         main = self.ctx.is_main
         if main:
             log.info(
-                "training %s parameters on %s with %s for %d steps (%d tokens per step, %d processes)",
+                "training %s parameters on %s with %s for %d steps (%d tokens per step, world size %d)",
                 f"{self.model.num_parameters():,}",
                 self.device,
                 "bf16 autocast" if self.precision else "fp32",

@@ -136,3 +136,26 @@ def test_export_writes_bf16_checkpoint_with_metrics(tiny_run, tmp_path):
     card = json.loads((tmp_path / "shipped" / "card.json").read_text())
     assert card["weights_dtype"] == "bfloat16"
     load_checkpoint(tmp_path / "shipped")
+
+
+def test_export_rejects_unsafe_destinations(tiny_run, tmp_path):
+    from rome_core.cli import main
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "keep.txt").write_text("mine")
+    assert main(["export", str(tiny_run), "--out", str(notes)]) == 2
+    assert (notes / "keep.txt").read_text() == "mine"
+    assert main(["export", str(tiny_run), "--out", str(tiny_run)]) == 2
+    assert (tiny_run / "latest" / "trainer_state.json").is_file()
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    assert main(["export", str(tiny_run), "--out", str(a_file)]) == 2
+
+
+def test_exported_checkpoint_is_readable_by_others(tiny_run, tmp_path):
+    from rome_core.cli import main
+
+    assert main(["export", str(tiny_run), "--out", str(tmp_path / "shared")]) == 0
+    assert (tmp_path / "shared").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "shared" / "model.safetensors").stat().st_mode & 0o777 == 0o644

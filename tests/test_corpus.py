@@ -100,3 +100,14 @@ def test_given_tokenizer_is_reused(tmp_path):
     tokenizer = RomeTokenizer.train([sample_text(10, seed=5)], vocab_size=150)
     used, _ = corpus.prepare([data], tmp_path / "cache", tokenizer=tokenizer)
     assert used is tokenizer
+
+
+def test_binary_files_are_rejected(tmp_path):
+    blob = tmp_path / "blob.txt"
+    blob.write_bytes(bytes(range(256)) * 40)
+    with pytest.raises(RomeError, match="blob.txt: not a text file"):
+        corpus.read_document(blob)
+    noise = tmp_path / "noise.txt"
+    noise.write_bytes(bytes(range(128, 256)) * 40)
+    with pytest.raises(RomeError, match="noise.txt: not UTF-8 text"):
+        corpus.read_document(noise)

@@ -144,3 +144,8 @@ def test_step_traces_assemble_into_a_full_forward(tiny_loaded, no_eot_model):
     assert sequence.length == len(ids) + len(generated) - 1
     for name in ("blocks.0.attn.hook_pattern", "blocks.1.attn.hook_pattern", "logits", "blocks.1.hook_resid_post"):
         torch.testing.assert_close(sequence.get(name), full[name], rtol=1e-4, atol=1e-5)
+
+
+def test_huge_seed_is_rejected():
+    with pytest.raises(RomeError, match="invalid seed"):
+        SamplingSettings(seed=99999999999999999999999)

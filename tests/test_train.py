@@ -179,3 +179,35 @@ def test_ddp_two_processes_end_with_identical_weights(sample_corpus_dir, tmp_pat
     assert digests[0] == digests[1]
     # Only rank 0 writes metrics: one start record, not two.
     assert sum(1 for r in read_metrics(out) if r["event"] == "start") == 1
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--resume"], "nothing to resume"),
+        (["--config", "LIST"], "expected a JSON object with only 'model' and 'train' keys"),
+        (["--config", "TYPO"], "expected a JSON object with only 'model' and 'train' keys"),
+    ],
+)
+def test_train_cli_rejects_bad_input(sample_corpus_dir, tmp_path, capsys, extra, message):
+    from rome_core.cli import main
+
+    (tmp_path / "LIST").write_text("[1, 2]")
+    (tmp_path / "TYPO").write_text('{"modle": {}}')
+    extra = [str(tmp_path / e) if e in ("LIST", "TYPO") else e for e in extra]
+    code = main(["train", "--data", str(sample_corpus_dir), "--out", str(tmp_path / "run"), "--preset", "tiny", "--cache-dir", str(tmp_path / "c"), *extra])
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_train_cli_rejects_file_as_out_and_short_resume(tiny_run, sample_corpus_dir, tmp_path, capsys):
+    from rome_core.cli import main
+
+    a_file = tmp_path / "out.txt"
+    a_file.write_text("x")
+    assert main(["train", "--data", str(sample_corpus_dir), "--out", str(a_file), "--preset", "tiny"]) == 2
+    assert "--out is a file" in capsys.readouterr().err
+    assert main(["train", "--data", str(sample_corpus_dir), "--out", str(tiny_run), "--resume", "--steps", "10"]) == 2
+    assert "already at step 40" in capsys.readouterr().err
+    assert main(["train", "--data", str(sample_corpus_dir), "--out", str(tiny_run), "--resume", "--preset", "rome-22m", "--steps", "50"]) == 2
+    assert "another model shape" in capsys.readouterr().err
