@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,6 +135,13 @@ def pick_precision(device: torch.device) -> torch.dtype | None:
     capability = torch.backends.cpu.get_cpu_capability()
     # AVX-512 (with bf16 or AMX) runs bf16 matmuls in hardware; on older CPUs bf16 is emulated and slower.
     return torch.bfloat16 if capability.startswith("AVX512") else None
+
+
+def describe_machine(device: torch.device) -> str:
+    """Describe the hardware a run trained on, for the model card."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} x {torch.cuda.device_count()}"
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()}"
 
 
 def param_groups(model: RomeGPT, weight_decay: float) -> list[dict]:
@@ -287,6 +295,7 @@ class Trainer:
             "tokens_seen": self.tokens_seen,
             "train_wall_time_s": round(self.elapsed, 1),
             "device": str(self.device),
+            "machine": describe_machine(self.device),
             "precision": "bf16 autocast" if self.precision else "fp32",
             "world_size": self.ctx.world_size,
             "train_config": dataclasses.asdict(self.config),

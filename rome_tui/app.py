@@ -16,6 +16,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Horizontal, Vertical, VerticalScroll
 from textual.logging import TextualHandler
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
@@ -26,6 +27,8 @@ from rome_core.trace import trace_to_dict
 from rome_tui.commands import RomeCommands
 from rome_tui.conversation import Conversation, Turn
 from rome_tui.messages import ModelFailed, ModelLoaded, PromptSubmitted, ReplyFinished, StepsReady, TokenSelected
+from rome_tui.run_history import find_metrics
+from rome_tui.screens.confirm import ConfirmScreen
 from rome_tui.screens.error import ErrorScreen
 from rome_tui.screens.help import HelpScreen
 from rome_tui.screens.path_prompt import PathPrompt
@@ -50,6 +53,10 @@ FINISH_NOTES = {
     "max_tokens": "stopped at the max tokens setting (F2 to change)",
     "cancelled": "stopped",
 }
+# `romegpt` exits with this status when the checkpoint could not be opened (the CLI's code for a RomeError).
+EXIT_MODEL_FAILED = 2
+# Actions that still work on the error screen; everything else needs a loaded model.
+ERROR_SCREEN_ACTIONS = {"quit", "help_quit"}
 
 
 def model_label(path: Path) -> str:
@@ -76,11 +83,6 @@ class RomeApp(App):
         Binding("ctrl+o", "open_run", "Open run", show=False),
         Binding("ctrl+n", "start_training", "Start training", show=False),
         Binding("f8", "stop_training", "Stop training", show=False),
-        Binding("l", "layer(1)", "Next layer", show=False),
-        Binding("L", "layer(-1)", "Previous layer", show=False),
-        Binding("h", "head(1)", "Next head", show=False),
-        Binding("H", "head(-1)", "Previous head", show=False),
-        Binding("a", "average", "Average heads", show=False),
     ]
 
     def __init__(self, checkpoint: Path | None = None, settings: SamplingSettings | None = None) -> None:
@@ -91,6 +93,8 @@ class RomeApp(App):
         self.generator: Generator | None = None
         self.conversation: Conversation | None = None
         self.training: TrainingProcess | None = None
+        self._training_stop_requested = False
+        self.model_failed = False
         self.run_opened = False
         self._pending: deque[Step] = deque()
         self._pending_lock = threading.Lock()
@@ -151,7 +155,9 @@ class RomeApp(App):
 
     def on_model_failed(self, message: ModelFailed) -> None:
         log.error("cannot open the model: %s", message.error)
+        self.model_failed = True
         self.push_screen(ErrorScreen(message.error))
+        self.refresh_bindings()
 
     def on_model_loaded(self, message: ModelLoaded) -> None:
         loaded = message.loaded
@@ -193,6 +199,7 @@ class RomeApp(App):
             prompt.clear()
             return
         prompt.clear()
+        prompt.focus()
         self._send(text)
 
     def _send(self, text: str) -> None:
@@ -286,15 +293,19 @@ class RomeApp(App):
             notes.append(f"context full: the window slid, the model now reads tokens {conversation.window_start:,} onwards")
         if self._reply_view is not None:
             self._reply_view.set_status(" · ".join(notes))
+        # The Inside view explained the prompt alone when the message was sent; now the reply is part of the window.
+        self._update_inside(None if self._follow else self._selected)
         if self._queued_message is not None:
             text, self._queued_message = self._queued_message, None
             self._send(text)
 
     def action_stop(self) -> None:
+        """Stop the reply being generated (if any) and give the message box the focus again."""
         if self._generating and not self._stop_requested:
             self._stop_requested = True
             if self._reply_view is not None:
                 self._reply_view.set_status("stopping…")
+        self.focus_tab_widget()
 
     def action_clear(self) -> None:
         if self._generating or self.conversation is None:
@@ -316,21 +327,29 @@ class RomeApp(App):
         return self._selected
 
     def _update_strip_title(self) -> None:
+        # Below the wide breakpoint the inspector is about 47 columns, so the title takes its short form.
+        wide = self.size.width >= 110
         title = Text("Tokens ", style="bold")
         conversation = self.conversation
         if conversation is not None and conversation.chips:
             count = len(conversation.chips)
-            title.append(f"{conversation.window_start:,}–{count - 1:,} of {count:,}")
+            title.append(f"{conversation.window_start:,}–{count - 1:,}")
+            if wide:
+                title.append(f" of {count:,}")
             if conversation.window_start:
-                title.append(" (window slid)", style="yellow")
+                title.append(" (window slid)" if wide else " (slid)", style="yellow")
         title.append("  ", style="dim")
         title.append(" prompt ", style="#dbe9ff on #1f3a5f")
         title.append(" ")
         title.append(" reply ", style="#dcffe4 on #1e5631")
         title.append(" ")
         title.append(" [UNK] ", style="bold #ffffff on #a01818")
-        title.append("  Tab/click, ←→", style="dim")
+        title.append("  Tab/click, ←→" if wide else "  Tab ←→", style="dim")
         self.query_one("#strip-title", Static).update(title)
+
+    def on_resize(self) -> None:
+        if not self.model_failed:
+            self._update_strip_title()
 
     def _refresh_inspector(self) -> None:
         conversation = self.conversation
@@ -376,6 +395,43 @@ class RomeApp(App):
     def action_average(self) -> None:
         self.query_one(AttentionHeatmap).toggle_average()
 
+    # -- focus, modals, bindings ------------------------------------------------------------------
+
+    def focus_tab_widget(self) -> None:
+        """Focus the active tab's main widget: the message box on Chat, the stage view on Inside."""
+        if self.model_failed or isinstance(self.screen, ModalScreen):
+            return
+        active = self.query_one(TabbedContent).active
+        if active == "chat":
+            self.query_one(PromptInput).focus()
+        elif active == "inside":
+            views = self.query(InsideView)
+            if views:
+                views.first().focus()
+
+    def open_modal(self, screen: Screen, callback=None) -> None:
+        """Push a modal screen; when it closes, run `callback` with its result and restore the tab's focus."""
+
+        def closed(result) -> None:
+            if callback is not None:
+                callback(result)
+            self.call_after_refresh(self.focus_tab_widget)
+
+        self.push_screen(screen, closed)
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self.refresh_bindings()
+        self.call_after_refresh(self.focus_tab_widget)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Hide and disable actions that do nothing where the user is (error screen, other tabs)."""
+        if self.model_failed:
+            return action in ERROR_SCREEN_ACTIONS
+        if action == "stop":
+            tabs = self.query(TabbedContent)
+            return bool(tabs) and tabs.first().active == "chat"
+        return True
+
     # -- settings, help, tabs ----------------------------------------------------------------------
 
     def action_settings(self) -> None:
@@ -384,7 +440,7 @@ class RomeApp(App):
                 self.settings = settings
                 self.query_one(StatusBar).set_settings(settings)
 
-        self.push_screen(SettingsScreen(self.settings), apply)
+        self.open_modal(SettingsScreen(self.settings), apply)
 
     def set_sampling(self, **changes) -> None:
         """Change some sampling settings (command palette entries)."""
@@ -397,10 +453,19 @@ class RomeApp(App):
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+            self.open_modal(HelpScreen())
 
     def show_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
+
+    def run_inside(self, action: str, *arguments: int) -> None:
+        """Show the Inside tab and run its view's `action_<action>` (command palette entries)."""
+        views = self.query(InsideView)
+        if not views:
+            self.notify("The Inside view appears once the model has loaded.", severity="warning")
+            return
+        self.show_tab("inside")
+        getattr(views.first(), f"action_{action}")(*arguments)
 
     def action_next_tab(self) -> None:
         order = ["chat", "training", "inside"]
@@ -424,14 +489,15 @@ class RomeApp(App):
         def save(path: str | None) -> None:
             if path is None or self.conversation is None:
                 return
+            target = Path(path).expanduser().absolute()
             try:
-                Path(path).expanduser().write_text(self.conversation.transcript(), encoding="utf-8")
+                target.write_text(self.conversation.transcript(), encoding="utf-8")
             except OSError as error:
-                self.notify(f"Cannot save to {path}: {error.strerror or error}", severity="error")
+                self.notify(f"Cannot save to {target}: {error.strerror or error}", severity="error")
                 return
-            self.notify(f"Conversation saved to {path}.")
+            self.notify(f"Conversation saved to {target}.")
 
-        self.push_screen(PathPrompt("Save the conversation to", "romegpt-conversation.txt", "Save"), save)
+        self.open_modal(PathPrompt("Save the conversation to", "romegpt-conversation.txt", "Save"), save)
 
     def action_export_trace(self) -> None:
         if self.conversation is None or self.conversation.trace.length == 0:
@@ -443,9 +509,9 @@ class RomeApp(App):
 
         def export(path: str | None) -> None:
             if path is not None:
-                self.export_trace(Path(path).expanduser())
+                self.export_trace(Path(path).expanduser().absolute())
 
-        self.push_screen(PathPrompt("Export the trace as JSON to", "romegpt-trace.json", "Export"), export)
+        self.open_modal(PathPrompt("Export the trace as JSON to", "romegpt-trace.json", "Export"), export)
 
     def trace_document(self) -> dict:
         """Build the current window's trace as a JSON-ready dict, with token texts beside the ids."""
@@ -485,9 +551,13 @@ class RomeApp(App):
             if not folder.exists():
                 self.notify(f"Run folder {path} not found; enter a folder made by `romegpt train`.", severity="error")
                 return
+            if not find_metrics(folder).is_file():
+                # Keep following the current run, so its chart stays on screen.
+                self.notify(f"No metrics.jsonl in {folder}; choose a run folder made by `romegpt train`.", severity="error")
+                return
             self.open_run(folder)
 
-        self.push_screen(PathPrompt("Open a run folder (follows its metrics.jsonl)", "", "Open"), open_run)
+        self.open_modal(PathPrompt("Open a run folder (follows its metrics.jsonl)", "", "Open"), open_run)
 
     def open_run(self, folder: Path, label: str | None = None) -> None:
         self.run_opened = True
@@ -503,20 +573,23 @@ class RomeApp(App):
             if request is None:
                 return
             try:
-                self.training = TrainingProcess(request.data, request.out, request.preset, request.steps)
+                self.training = TrainingProcess(request.data, request.out, request.preset, request.steps, request.resume)
             except OSError as error:
                 self.notify(f"Cannot start training: {error}", severity="error")
                 return
-            self.open_run(request.out, f"{request.out.name} ({request.preset}, {request.steps} steps)")
-            self.query_one(TrainingDashboard).set_process_status(f"training (process {self.training.pid})")
+            self._training_stop_requested = False
+            kind = "resumed" if request.resume else request.preset
+            self.open_run(request.out, f"{request.out.name} ({kind}, {request.steps} steps)")
+            self.query_one(TrainingDashboard).set_process_status(f"training (process {self.training.pid})", running=True)
 
-        self.push_screen(TrainFormScreen(), start)
+        self.open_modal(TrainFormScreen(), start)
 
     def action_stop_training(self) -> None:
         if self.training is None or self.training.returncode is not None:
             self.notify("No training run started from this app is going.", severity="warning")
             return
-        self.query_one(TrainingDashboard).set_process_status("stopping…")
+        self._training_stop_requested = True
+        self.query_one(TrainingDashboard).set_process_status("stopping…", running=True)
         self.run_worker(self.training.stop, thread=True, group="training")
 
     def _check_training(self) -> None:
@@ -526,8 +599,14 @@ class RomeApp(App):
         code = process.returncode
         if code is None:
             return
-        status = "training finished" if code == 0 else f"training stopped (exit code {code}): {process.last_log_line()}"
-        self.query_one(TrainingDashboard).set_process_status(status)
+        if self._training_stop_requested:
+            status = "stopped by you (F8)"
+        elif code == 0:
+            status = "training finished"
+        else:
+            status = f"training failed (exit code {code}); its output is in {process.log_path}"
+            log.error("training process %d failed with exit code %d; output in %s", process.pid, code, process.log_path)
+        self.query_one(TrainingDashboard).set_process_status(status, running=False)
         self.training = None
 
     # -- quitting ----------------------------------------------------------------------------------
@@ -540,6 +619,22 @@ class RomeApp(App):
             self.training = None
 
     async def action_quit(self) -> None:
+        """Quit; while a training run started here is going, ask first, because quitting stops it."""
+        if self.model_failed:
+            self.exit(return_code=EXIT_MODEL_FAILED)
+            return
+        if self.training is not None and self.training.returncode is None:
+            if isinstance(self.screen, ConfirmScreen):
+                return
+
+            def confirmed(quit_anyway: bool | None) -> None:
+                if quit_anyway:
+                    self.stop_children()
+                    self.exit()
+
+            message = f"A training run (process {self.training.pid}) is going. Quitting stops it; --resume continues it later."
+            self.open_modal(ConfirmScreen("Quit RomeGPT?", message, "Stop it and quit"), confirmed)
+            return
         self.stop_children()
         self.exit()
 

@@ -8,6 +8,7 @@ from functools import partial
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from rome_core.generate import SamplingSettings
+from rome_tui.explain_render import STAGES
 
 
 class RomeCommands(Provider):
@@ -31,6 +32,14 @@ class RomeCommands(Provider):
             ("Show chat", "the Chat tab", partial(app.show_tab, "chat")),
             ("Show training", "the Training tab", partial(app.show_tab, "training")),
             ("Show inside", "the Inside tab", partial(app.show_tab, "inside")),
+            ("Inside: next stage", "the next stage of the forward pass (n or ])", partial(app.run_inside, "next_stage")),
+            ("Inside: previous stage", "the previous stage of the forward pass (p or [)", partial(app.run_inside, "previous_stage")),
+            ("Inside: next token", "explain the next token of the window (.)", partial(app.run_inside, "next_token")),
+            ("Inside: previous token", "explain the previous token of the window (,)", partial(app.run_inside, "previous_token")),
+            *(
+                (f"Inside: {stage.title}", f"stage {number} of the forward pass ({number})", partial(app.run_inside, "show_stage", number - 1))
+                for number, stage in enumerate(STAGES, start=1)
+            ),
             ("Open run folder", "follow another run's metrics.jsonl (ctrl+o)", app.action_open_run),
             ("Start training run", "train a model in the background (ctrl+n)", app.action_start_training),
             ("Stop training run", "stop the training run this app started (F8)", app.action_stop_training),

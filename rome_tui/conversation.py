@@ -37,13 +37,17 @@ class Choice:
 
 @dataclass
 class Turn:
-    """One message. `start` and `end` index `Conversation.chips`; `end` grows while a reply streams."""
+    """One message. `start` and `end` index `Conversation.chips`; `end` grows while a reply streams.
+
+    `typed` is a user message as the user typed it, before lowercasing (None for replies).
+    """
 
     role: str
     start: int
     end: int
     lowercased: bool = False
     finish_reason: str | None = None
+    typed: str | None = None
 
 
 @dataclass
@@ -74,7 +78,7 @@ class Conversation:
         start = len(self.chips)
         for token in encoding.tokens:
             self.chips.append(Chip(token.id, token.text, encoding.covered(token), generated=False, unknown=token.unknown))
-        turn = Turn("user", start, len(self.chips), lowercased=text != text.lower())
+        turn = Turn("user", start, len(self.chips), lowercased=text != text.lower(), typed=text)
         self.turns.append(turn)
         self.window_start = max(0, len(self.chips) - self.context_length)
         return turn
@@ -133,18 +137,36 @@ class Conversation:
     # -- text --------------------------------------------------------------------------------------
 
     def window_text(self) -> str:
-        """The text of the current window as typed (an [UNK] gives back the characters it swallowed)."""
-        return "".join(chip.source for chip in self.chips[self.window_start :])
+        """The text of the current window, with user messages as typed (before lowercasing).
+
+        A user message that the window cuts into keeps only its lowercased chips' text, because
+        lowercasing may change a text's length and the cut cannot be mapped back to the typed text.
+        """
+        pieces = []
+        for turn in self.turns:
+            if turn.end <= self.window_start:
+                continue
+            if turn.role == "user" and turn.typed is not None and turn.start >= self.window_start:
+                separator = SEPARATOR if turn.start > 0 else ""
+                pieces.append(separator + turn.typed)
+            else:
+                pieces.append("".join(chip.source for chip in self.chips[max(turn.start, self.window_start) : turn.end]))
+        return "".join(pieces)
 
     def turn_text(self, turn: Turn) -> str:
+        """A message's text: user messages as typed, replies as generated."""
+        if turn.role == "user" and turn.typed is not None:
+            return turn.typed
         chips = self.chips[turn.start : turn.end]
         text = "".join(chip.source for chip in chips)
         return text.removeprefix(SEPARATOR) if turn.role == "user" else text
 
     def transcript(self) -> str:
-        """The conversation as plain text, one labelled block per message."""
+        """The conversation as plain text, one labelled block per message, user messages as typed."""
         blocks = []
         for turn in self.turns:
-            label = "you" if turn.role == "user" else "romegpt"
+            label = "romegpt"
+            if turn.role == "user":
+                label = "you (the model read it lowercased)" if turn.lowercased else "you"
             blocks.append(f"{label}: {self.turn_text(turn)}")
         return "\n\n".join(blocks) + "\n"

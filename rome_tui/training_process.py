@@ -15,14 +15,13 @@ LOG_FILE = "app-train.log"
 class TrainingProcess:
     """Runs `python -m rome_core.cli train ...`; its output goes to out/app-train.log."""
 
-    def __init__(self, data: Path, out: Path, preset: str, steps: int) -> None:
-        self.data, self.out, self.preset, self.steps = data, out, preset, steps
+    def __init__(self, data: Path, out: Path, preset: str, steps: int, resume: bool = False) -> None:
+        self.data, self.out, self.preset, self.steps, self.resume = data, out, preset, steps, resume
         out.mkdir(parents=True, exist_ok=True)
         self.log_path = out / LOG_FILE
-        command = [
-            sys.executable, "-m", "rome_core.cli", "train",
-            "--data", str(data), "--out", str(out), "--preset", preset, "--steps", str(steps), "--no-progress",
-        ]
+        command = [sys.executable, "-m", "rome_core.cli", "train", "--data", str(data), "--out", str(out), "--steps", str(steps), "--no-progress"]
+        # A resumed run keeps the model shape it was started with, so it gets --resume instead of --preset.
+        command += ["--resume"] if resume else ["--preset", preset]
         log.info("starting training: %s", " ".join(command))
         with open(self.log_path, "ab") as log_file:
             self._process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

@@ -13,8 +13,15 @@ from rome_core.generate import Generator, SamplingSettings
 from rome_core.trace import SequenceTrace, run_with_trace
 from rome_tui.app import RomeApp
 from rome_tui.commands import RomeCommands
+from rome_tui.conversation import Conversation
+from rome_tui.screens.confirm import ConfirmScreen
 from rome_tui.screens.error import ErrorScreen
+from rome_tui.screens.help import HelpScreen
+from rome_tui.screens.path_prompt import PathPrompt
 from rome_tui.screens.settings import SettingsScreen
+from rome_tui.screens.train_form import TrainFormScreen, TrainRequest, parse_request
+from rome_tui.widgets.inside import InsideView
+from rome_tui.widgets.loss_chart import step_ticks
 from rome_tui.widgets.attention_heatmap import AttentionHeatmap
 from rome_tui.widgets.chat_log import MessageView
 from rome_tui.widgets.loss_chart import LossChart
@@ -38,6 +45,10 @@ async def send(app, pilot, text: str) -> None:
     prompt.focus()
     await pilot.press("enter")
     await settle(app, pilot)
+
+
+def notifications(app) -> list[str]:
+    return [notification.message for notification in app._notifications]
 
 
 def reference_steps(loaded, ids, settings):
@@ -284,7 +295,7 @@ async def test_training_tab_follows_metrics(tiny_checkpoint, tmp_path):
         await pilot.pause()
         assert dashboard.history.train_steps == [10]
         assert dashboard.history.train_losses == [5.5]
-        assert "10 / 100" in str(dashboard.query_one("#run-stats").content)
+        assert "10/100" in str(dashboard.query_one("#run-stats").content)
 
         write_lines(metrics, [], partial=partial[25:] + "\n")
         write_lines(metrics, [
@@ -302,7 +313,7 @@ async def test_training_tab_follows_metrics(tiny_checkpoint, tmp_path):
         assert history.resumes == [30]
         assert "' rome'" in str(dashboard.query_one("#run-probe").content)
         assert "the senate met" in str(dashboard.query_one("#run-sample").content)
-        assert "1 null/NaN losses not plotted" in str(dashboard.query_one("#run-stats").content)
+        assert "null/NaN losses: 1" in str(dashboard.query_one("#run-stats").content)
         assert app.query_one(LossChart).history is history
 
         write_lines(metrics, [{"event": "end", "step": 100, "tokens": 1000, "elapsed_s": 20.0}])
@@ -342,7 +353,7 @@ async def test_broken_checkpoint_shows_error(tmp_path):
         assert "config.json: not valid JSON" in message
         assert "romegpt --checkpoint PATH" in message
         await pilot.press("q")
-    assert app.return_code == 0
+    assert app.return_code == 2
 
 
 async def test_missing_checkpoint_shows_error(tmp_path):
@@ -352,6 +363,15 @@ async def test_missing_checkpoint_shows_error(tmp_path):
         await pilot.pause()
         assert isinstance(app.screen, ErrorScreen)
         assert "checkpoint folder not found" in str(app.screen.query_one("#error-message").content)
+        keys = set(app.screen.active_bindings)
+        assert "f2" not in keys
+        assert "ctrl+t" not in keys
+        assert "q" in keys
+        await pilot.press("f2")
+        await pilot.pause()
+        assert isinstance(app.screen, ErrorScreen)
+        await pilot.press("ctrl+q")
+    assert app.return_code == 2
 
 
 @pytest.mark.parametrize("size", [(80, 24), (60, 16), (30, 10)])
@@ -377,7 +397,7 @@ async def test_save_copy_and_export(tiny_checkpoint, tiny_loaded, tmp_path):
         await settle(app, pilot)
         await send(app, pilot, "who is Caesar?")
         transcript = app.conversation.transcript()
-        assert transcript.startswith("you: who is caesar?\n\nromegpt: ")
+        assert transcript.startswith("you (the model read it lowercased): who is Caesar?\n\nromegpt: ")
 
         app.action_copy_conversation()
         assert app.clipboard == transcript
@@ -389,6 +409,7 @@ async def test_save_copy_and_export(tiny_checkpoint, tiny_loaded, tmp_path):
         await pilot.press("enter")
         await pilot.pause()
         assert target.read_text(encoding="utf-8") == transcript
+        assert f"Conversation saved to {target}." in notifications(app)
 
         await pilot.press("f5")
         await pilot.pause()
@@ -396,6 +417,7 @@ async def test_save_copy_and_export(tiny_checkpoint, tiny_loaded, tmp_path):
         app.screen.query_one("#path-input").value = str(exported)
         await pilot.press("enter")
         await settle(app, pilot)
+        assert f"Trace exported to {exported}." in notifications(app)
         document = json.loads(exported.read_text(encoding="utf-8"))
         trace = app.conversation.trace
         assert document["token_ids"] == app.conversation.ids[: trace.length]
@@ -422,3 +444,259 @@ async def test_command_palette_lists_actions(tiny_checkpoint):
         assert hits
         hits[0].command()
         assert app.settings.temperature == 0.0
+
+
+def prompt_focused(app) -> bool:
+    return app.focused is app.query_one(PromptInput)
+
+
+async def test_focus_returns_to_message_box(tiny_checkpoint):
+    app = RomeApp(tiny_checkpoint, SETTINGS)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await send(app, pilot, "who is caesar?")
+        assert prompt_focused(app)
+        prompt = app.query_one(PromptInput)
+        assert prompt.styles.border_top[0] == "thick"
+
+        app.query_one(TokenStrip).focus()
+        await pilot.pause()
+        assert prompt.styles.border_top[0] == "round"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert prompt_focused(app)
+
+        # Every modal gives the focus back to the message box when it closes, wherever it was before.
+        for key, modal in (("f2", SettingsScreen), ("f1", HelpScreen), ("f3", PathPrompt), ("ctrl+o", PathPrompt), ("ctrl+n", TrainFormScreen)):
+            app.query_one(TokenStrip).focus()
+            await pilot.press(key)
+            await pilot.pause()
+            assert isinstance(app.screen, modal), key
+            await pilot.press("escape")
+            await pilot.pause()
+            await pilot.pause()
+            assert prompt_focused(app), key
+
+        heatmap = app.query_one(AttentionHeatmap)
+        await pilot.press("l", "a", "h")
+        await pilot.pause()
+        assert prompt.text == "lah"
+        assert heatmap.layer_index == 0
+        assert heatmap.head_index == 0
+
+
+async def test_inside_tab_keys_work_at_once(tiny_checkpoint):
+    app = RomeApp(tiny_checkpoint, SETTINGS)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await send(app, pilot, "who is caesar?")
+        await pilot.press("ctrl+t", "ctrl+t")
+        await settle(app, pilot)
+        view = app.query_one(InsideView)
+        assert app.query_one("#tabs").active == "inside"
+        assert app.focused is view
+        keys = set(app.screen.active_bindings)
+        assert {"n", "p", "comma", "full_stop"} <= keys
+        assert "escape" not in keys
+        await pilot.press("n", "]")
+        await pilot.pause()
+        assert view.stage == 2
+        await pilot.press("5")
+        await pilot.pause()
+        assert view.stage == 4
+
+        # Clicking the tab works the same way.
+        await pilot.click("#--content-tab-chat")
+        await pilot.pause()
+        assert prompt_focused(app)
+        await pilot.click("#--content-tab-inside")
+        await pilot.pause()
+        await pilot.pause()
+        assert app.focused is view
+        await pilot.press("p")
+        await pilot.pause()
+        assert view.stage == 3
+
+
+async def test_inside_commands_and_help(tiny_checkpoint):
+    app = RomeApp(tiny_checkpoint, SETTINGS)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        provider = RomeCommands(app.screen)
+        hits = {str(hit.display): hit async for hit in provider.discover()}
+        for name in ("Inside: next stage", "Inside: previous token", "Inside: Tokenization", "Inside: Final linear layer"):
+            assert name in hits
+        hits["Inside: Final linear layer"].command()
+        await pilot.pause()
+        assert app.query_one("#tabs").active == "inside"
+        assert app.query_one(InsideView).stage == 5
+
+        await pilot.press("f1")
+        await pilot.pause()
+        help_text = app.screen.query_one("Markdown").source
+        assert "## Inside" in help_text
+        assert "| n or ] / p or [ | next / previous stage |" in help_text
+
+
+async def test_inside_shows_typed_text(tiny_checkpoint):
+    app = RomeApp(tiny_checkpoint, SETTINGS)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await send(app, pilot, "Who is Caesar?")
+        await settle(app, pilot)
+        view = app.query_one(InsideView)
+        assert view.explanation is not None
+        lowercase = view.explanation.lowercase
+        assert lowercase.typed.startswith("Who is Caesar?")
+        assert lowercase.seen.startswith("who is caesar?")
+        assert [change.typed_index for change in lowercase.changes] == [0, 7]
+
+
+def test_conversation_window_text_keeps_typed(tiny_loaded):
+    conversation = Conversation(tiny_loaded.tokenizer, tiny_loaded.model.config.n_layers, 10_000)
+    conversation.add_user_message("Who is Caesar?")
+    conversation.start_reply()
+    conversation.add_user_message("The SENATE")
+    assert conversation.window_text() == "Who is Caesar?\n\nThe SENATE"
+    assert conversation.transcript() == (
+        "you (the model read it lowercased): Who is Caesar?\n\nromegpt: \n\nyou (the model read it lowercased): The SENATE\n"
+    )
+    # The model reads the lowercased text, and the first token carries the dummy-prefix space.
+    assert conversation.chips[0].text == tiny_loaded.tokenizer.encode("who is caesar?").tokens[0].text
+    assert "".join(chip.source for chip in conversation.chips) == "who is caesar?\n\nthe senate"
+
+
+async def test_token_strip_scrolls_to_selection(tiny_checkpoint):
+    settings = SamplingSettings(temperature=0.8, top_k=40, top_p=0.95, max_tokens=60, seed=7)
+    app = RomeApp(tiny_checkpoint, settings)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await send(app, pilot, "who is caesar?")
+        scroll = app.query_one("#strip-scroll")
+        assert scroll.max_scroll_y > 0
+        strip = app.query_one(TokenStrip)
+        strip.focus()
+        await pilot.press("home")
+        await settle(app, pilot)
+        await pilot.wait_for_scheduled_animations()
+        assert scroll.scroll_y == 0
+        await pilot.press("end")
+        await settle(app, pilot)
+        await pilot.wait_for_scheduled_animations()
+        assert scroll.scroll_y == scroll.max_scroll_y
+        await pilot.press("home")
+        await settle(app, pilot)
+        await pilot.wait_for_scheduled_animations()
+        assert scroll.scroll_y == 0
+
+
+async def test_heatmap_and_candidates_same_token(tiny_checkpoint):
+    app = RomeApp(tiny_checkpoint, SETTINGS)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(app, pilot)
+        await send(app, pilot, "who is caesar?")
+        strip = app.query_one(TokenStrip)
+        strip.focus()
+        await pilot.press("home", "right", "right", "right", "right", "right")
+        await pilot.pause()
+        heatmap = app.query_one(AttentionHeatmap)
+        topk = app.query_one(TopKPanel)
+        assert heatmap.drawn_position == strip.selected == topk.selected == 5
+        assert "▶ = token 5 '" in heatmap.render().plain
+        candidates = topk.render().plain
+        assert "Candidates for token 5 " in candidates
+        assert "predicted at token 4" in candidates
+        assert "▶ sampled" in candidates
+
+        await pilot.press("home", "right")
+        await pilot.pause()
+        assert "▶ your token" in topk.render().plain
+
+
+async def test_narrow_status_and_footer(tiny_checkpoint):
+    app = RomeApp(tiny_checkpoint, SETTINGS)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        status = str(app.query_one("#status-bar").content)
+        assert "seed 7" in status
+        assert len(status) <= 78
+        assert "escape" in app.screen.active_bindings
+        for tab in ("training", "inside"):
+            app.show_tab(tab)
+            await pilot.pause()
+            assert "escape" not in app.screen.active_bindings, tab
+
+
+def test_loss_chart_ticks_are_whole_steps():
+    assert step_ticks(5, 40, 6) == [10, 20, 30, 40]
+    assert step_ticks(0, 1, 6) == [0, 1]
+    assert step_ticks(3.5, 7.2, 10) == [4, 5, 6, 7]
+    assert step_ticks(0, 12_345, 7) == [0, 2000, 4000, 6000, 8000, 10000, 12000]
+    assert step_ticks(10, 1890, 2) == [1000]
+
+
+async def test_open_run_without_metrics_keeps_chart(tiny_checkpoint, tmp_path):
+    empty = tmp_path / "not-a-run"
+    empty.mkdir()
+    app = RomeApp(tiny_checkpoint, SETTINGS)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        dashboard = app.query_one(TrainingDashboard)
+        before = dashboard.folder
+        history = dashboard.history
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        app.screen.query_one("#path-input").value = str(empty)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert f"No metrics.jsonl in {empty}; choose a run folder made by `romegpt train`." in notifications(app)
+        assert dashboard.folder == before
+        assert dashboard.history is history
+
+
+def test_train_form_checks_existing_run(tiny_run, sample_corpus_dir, tmp_path):
+    data = str(sample_corpus_dir)
+    taken = parse_request(data, str(tiny_run), "tiny", "500")
+    assert taken == f"out folder {tiny_run} already holds a training run; tick resume to continue it, or choose another folder"
+    resumed = parse_request(data, str(tiny_run), "tiny", "500", resume=True)
+    assert resumed == TrainRequest(sample_corpus_dir, tiny_run, "tiny", 500, resume=True)
+    assert "is already at step" in parse_request(data, str(tiny_run), "tiny", "1", resume=True)
+    nothing = parse_request(data, str(tmp_path / "new"), "tiny", "50", resume=True)
+    assert nothing.startswith(f"nothing to resume in {tmp_path / 'new'}")
+    assert parse_request(data, str(tmp_path / "new"), "tiny", "50") == TrainRequest(sample_corpus_dir, tmp_path / "new", "tiny", 50)
+
+
+async def test_training_stop_and_quit_confirmation(tiny_checkpoint, sample_corpus_dir, tmp_path):
+    out = tmp_path / "app-run"
+    app = RomeApp(tiny_checkpoint, SETTINGS)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        form = app.screen
+        form.query_one("#train-data").value = str(sample_corpus_dir)
+        form.query_one("#train-out").value = str(out)
+        form.query_one("#train-steps").value = "100000"
+        form.query_one("#train-steps").focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.training is not None
+        process = app.training
+
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert process.returncode is None
+
+        await pilot.press("f8")
+        await settle(app, pilot)
+        while app.training is not None:
+            await pilot.pause(0.2)
+        dashboard = app.query_one(TrainingDashboard)
+        title = str(dashboard.query_one("#run-title").content)
+        assert "stopped by you (F8)" in title
+        assert "exit code" not in title
+        assert "ETA         -" in str(dashboard.query_one("#run-stats").content)

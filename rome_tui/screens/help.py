@@ -27,7 +27,7 @@ watch the reply arrive token by token, and look at what the model computed for e
 The model was trained on lowercase text only, so your message is lowercased. The model reads the last
 512 tokens (its context); older tokens slide out of the window, and the chat says so.
 
-## Inspector
+## Inspector (when the token strip has the focus)
 | Key | Action |
 |---|---|
 | Tab | move focus to the token strip |
@@ -35,12 +35,30 @@ The model was trained on lowercase text only, so your message is lowercased. The
 | l / L | next / previous layer |
 | h / H | next / previous head |
 | a | average over heads, or back to one head |
+| Escape | back to the message box |
 
 Blue chips are your tokens, green ones the model's, red ones `[UNK]` (characters the
-tokenizer does not know). `·` is a space and `↵` a newline. The heatmap shows where each
-query token (row) looks among the keys (columns); the top-k panel shows the tokens the model
-considered for the selected position, and for a generated token which one was sampled and how
-many survived top-k and top-p.
+tokenizer does not know). `·` is a space and `↵` a newline. Both panels talk about the
+selected token P:
+
+- **Attention**: the marked row (▶) is what token P attends to; columns are the tokens up to P.
+  The newest reply token has not been read by the model yet, so its row is the token before it.
+- **Candidates**: what the model predicted for position P, computed at token P-1. ▶ marks the
+  token that is really at P: the sampled one for a reply token (with how many survived top-k
+  and top-p), your token for a prompt token.
+
+## Inside
+The Inside tab steps through the forward pass over the conversation for one token: lowercasing,
+tokenization, token embedding, positional embedding, the transformer layers and the final linear
+layer. It follows the token selected in the Chat tab, and selecting a token here selects it there.
+
+| Key | Action |
+|---|---|
+| n or ] / p or [ | next / previous stage |
+| 1 – 6 | jump to a stage |
+| . / , | next / previous token |
+| Home / End | first / last token |
+| ↑ ↓ PgUp PgDn | scroll the stage |
 
 ## Training
 | Key | Action |

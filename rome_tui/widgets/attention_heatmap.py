@@ -55,6 +55,7 @@ class AttentionHeatmap(Widget):
         self.drawn_queries = range(0)
         self.drawn_keys = range(0)
         self.drawn_grid: list[list[float]] = []
+        self.drawn_position: int | None = None  # absolute position of the marked query row
 
     def show(self, conversation: Conversation, n_layers: int, n_heads: int, selected: int | None) -> None:
         self.conversation = conversation
@@ -73,30 +74,46 @@ class AttentionHeatmap(Widget):
     def toggle_average(self) -> None:
         self.head_index = 0 if self.head_index is None else None
 
-    def title(self) -> Text:
-        head = "average of heads" if self.head_index is None else f"head {self.head_index + 1}/{self.n_heads}"
+    def title(self, subject: str, note: str = "") -> Text:
+        """Build the one-line title: whose row is marked, the layer and head, and the keys if they fit."""
+        wide = self.size.width >= 70
+        if self.head_index is None:
+            head = "average of heads" if wide else "H avg"
+        else:
+            head = f"head {self.head_index + 1}/{self.n_heads}" if wide else f"H{self.head_index + 1}/{self.n_heads}"
+        layer = f"layer {self.layer_index + 1}/{self.n_layers}" if wide else f"L{self.layer_index + 1}/{self.n_layers}"
         title = Text("Attention ", style="bold")
-        title.append(f"layer {self.layer_index + 1}/{self.n_layers} · {head}", style="bold")
-        title.append("  l/L layer · h/H head · a average", style="dim")
+        title.append(f"{layer} · {head}", style="bold")
+        title.append(f"  {subject}")
+        if note:
+            title.append(f" {note}", style="dim italic")
+        hint = "  l/L layer · h/H head · a average" if wide else "  l h a"
+        if len(title) + len(hint) <= self.size.width:
+            title.append(hint, style="dim")
         return title
 
     def render(self) -> Text:
-        text = self.title()
         conversation = self.conversation
         pattern = conversation.pattern(self.layer_index) if conversation is not None else None
         if conversation is None or pattern is None:
+            text = self.title("")
             text.append("\nSend a message to see where each token looks.", style="dim")
             return text
         start = conversation.trace.window_start
         count = conversation.trace.length
         selected = self.selected if self.selected is not None else start + count - 1
+        note = ""
         if not conversation.traced(selected):
             # The newest token has not been through the model yet (the next step would read it),
             # so show the newest query that has.
+            note = f"(token {selected} not read by the model yet)"
             selected = start + count - 1
-            text.append(f"  (newest token not run yet; showing position {selected})", style="dim italic")
-        text.append("\n")
         local = selected - start
+        chips = conversation.chips
+        chip_text = visible(chips[selected].text) if selected < len(chips) else "?"
+        subject = f"▶ row: what token {selected} {chip_text!r} attends to" if self.size.width >= 70 else f"▶ = token {selected} {chip_text!r}"
+        text = self.title(subject, note)
+        text.append("\n")
 
         # Short panels (80x24 terminals) get one row of key labels and no summary line.
         compact = self.size.height < 14
@@ -108,7 +125,7 @@ class AttentionHeatmap(Widget):
         keys = centred(local, queries.stop, columns)
         grid = attention_grid(pattern, self.head_index, queries, keys)
         self.drawn_queries, self.drawn_keys, self.drawn_grid = queries, keys, grid
-        chips = conversation.chips
+        self.drawn_position = selected
 
         def label(position: int) -> str:
             return visible(chips[start + position].text) if start + position < len(chips) else "?"

@@ -9,6 +9,22 @@ from textual_plotext import PlotextPlot
 from rome_tui.run_history import RunHistory
 
 
+def step_ticks(left: float, right: float, count: int) -> list[int]:
+    """Return at most `count` whole step numbers from `left` to `right`, spaced 1, 2 or 5 times a power of ten.
+
+    The spacing is the smallest that keeps to `count` ticks, so at least one tick falls in the range.
+    """
+    count = max(1, count)
+    power = 1
+    while True:
+        for factor in (1, 2, 5):
+            spacing = power * factor
+            ticks = list(range(math.ceil(left / spacing) * spacing, math.floor(right) + 1, spacing))
+            if len(ticks) <= count:
+                return ticks
+        power *= 10
+
+
 class LossChart(PlotextPlot):
     """Plots every recorded point of a RunHistory (no downsampling, no smoothing)."""
 
@@ -22,13 +38,20 @@ class LossChart(PlotextPlot):
         self.vocab_size = vocab_size
         self.replot()
 
+    def on_resize(self) -> None:
+        # The title and the number of ticks depend on the width.
+        self.replot()
+
     def replot(self) -> None:
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
         history = self.history
         start_loss = math.log(self.vocab_size)
-        plt.title(f"loss, raw values (red line: untrained model, ln({self.vocab_size}) = {start_loss:.2f}; magenta: resume)")
+        if self.size.width >= 70:
+            plt.title(f"loss, raw values (red line: untrained model, ln({self.vocab_size}) = {start_loss:.2f}; magenta: resume)")
+        else:
+            plt.title(f"loss (red: untrained, {start_loss:.2f}; magenta: resume)")
         plt.xlabel("step")
         losses = history.train_losses + history.val_losses
         steps = history.train_steps + history.val_steps
@@ -40,6 +63,7 @@ class LossChart(PlotextPlot):
         left = min(steps) if steps else 0.0
         if right == left:
             right = left + 1.0
+
         plt.hline(start_loss, color="red")
         for step in history.resumes:
             plt.vline(step, color="magenta")
@@ -48,4 +72,8 @@ class LossChart(PlotextPlot):
         margin = max(0.05, (high - low) * 0.05)
         plt.ylim(max(0.0, low - margin), high + margin)
         plt.xlim(left, right)
+
+        # Steps are whole numbers; plotext's own ticks would put fractions such as 12.5 on the axis.
+        ticks = step_ticks(left, right, max(2, self.size.width // 10))
+        plt.xticks(ticks, [str(tick) for tick in ticks])
         self.refresh()

@@ -17,6 +17,9 @@ class StatusBar(Static):
     def on_mount(self) -> None:
         self._redraw()
 
+    def on_resize(self) -> None:
+        self._redraw()
+
     def set_model_status(self, status: str) -> None:
         self.model_status = status
         self._redraw()
@@ -27,12 +30,19 @@ class StatusBar(Static):
 
     def _redraw(self) -> None:
         s = self.settings
-        text = Text(self.model_status, style="bold", no_wrap=True, overflow="ellipsis")
-        text.append("  ")
         seed = "random" if s.seed is None else str(s.seed)
-        text.append(
-            f"temp {s.temperature:g} · top-k {s.top_k or 'off'} · top-p {s.top_p:g} · max {s.max_tokens} · seed {seed}",
-            style="dim",
-        )
-        text.append("  F2 change", style="dim italic")
+        top_k = s.top_k or "off"
+        # Below 110 columns the settings take their short form, so the seed still fits.
+        if self.size.width >= 110 or self.size.width == 0:
+            settings = f"temp {s.temperature:g} · top-k {top_k} · top-p {s.top_p:g} · max {s.max_tokens} · seed {seed}"
+            hint = "  F2 change"
+        else:
+            settings = f"temp {s.temperature:g} k {top_k} p {s.top_p:g} max {s.max_tokens} seed {seed}"
+            hint = ""
+        text = Text(settings, style="dim", no_wrap=True, overflow="ellipsis")
+        text.append(hint, style="dim italic")
+        room = self.size.width - 2 - len(text) - 2
+        if room > 0:
+            model = self.model_status if len(self.model_status) <= room else self.model_status[: max(0, room - 1)] + "…"
+            text = Text.assemble((model, "bold"), "  ", text, no_wrap=True, overflow="ellipsis")
         self.update(text)

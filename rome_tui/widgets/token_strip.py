@@ -55,6 +55,13 @@ class TokenStrip(Widget, can_focus=True):
         Binding("down", "move_row(1)", "Row down", show=False),
         Binding("home", "jump(0)", "First token", show=False),
         Binding("end", "jump(-1)", "Last token", show=False),
+        # The heatmap keys live here, not on the app, so letters typed into the message box never reach them.
+        Binding("l", "app.layer(1)", "Next layer"),
+        Binding("L", "app.layer(-1)", "Previous layer", show=False),
+        Binding("h", "app.head(1)", "Next head"),
+        Binding("H", "app.head(-1)", "Previous head", show=False),
+        Binding("a", "app.average", "Average heads"),
+        Binding("escape", "app.stop", "Message box"),
     ]
 
     selected: reactive[int | None] = reactive(None, layout=False)
@@ -94,10 +101,16 @@ class TokenStrip(Widget, can_focus=True):
         self.call_after_refresh(self.scroll_to_selected)
 
     def scroll_to_selected(self) -> None:
-        """Scroll the surrounding container so the selected chip is in view."""
+        """Scroll the surrounding container so the selected chip's row is in view."""
         placed = self._placed(self.selected)
-        if placed is not None and self.parent is not None:
-            self.scroll_to_region(Region(placed.x, placed.row, placed.width, 1), animate=False)
+        container = self.parent
+        if placed is None or not isinstance(container, Widget):
+            return
+        # The strip is the container's only child, so a strip row is the same row of the container's content.
+        row = self.virtual_region.y + placed.row
+        # Focusing the strip starts an animated scroll, which would otherwise carry on past this one.
+        self.app.animator.force_stop_animation(container, "scroll_y")
+        container.scroll_to_region(Region(0, row, 1, 1), animate=False, immediate=True)
 
     # -- layout ------------------------------------------------------------------------------------
 

@@ -67,7 +67,7 @@ class TopKPanel(Widget):
                 rows.append(Row(token.id, token.text, token.prob, token.sample_prob, True))
             settings = choice.settings
             summary = (
-                f"kept {choice.kept} of {conversation.tokenizer.vocab_size} (top-k {settings.top_k or 'off'}, "
+                f"predicted at token {position - 1} · ▶ sampled · kept {choice.kept} of {conversation.tokenizer.vocab_size} (top-k {settings.top_k or 'off'}, "
                 f"top-p {settings.top_p:g}, temperature {settings.temperature:g})"
             )
             return rows, summary
@@ -85,14 +85,15 @@ class TopKPanel(Widget):
         prob, rank = token_probability(row, chip.id)
         if not any(r.chosen for r in rows):
             rows.append(Row(chip.id, chip.text, prob, None, True))
-        return rows, f"prompt token: the model gave it probability {prob:.3f} (rank {rank})"
+        return rows, f"predicted at token {previous} · ▶ your token: probability {prob:.3f} (rank {rank})"
 
     def render(self) -> Text:
         text = Text("Candidates", style="bold")
         if self.conversation is not None and self.conversation.chips:
             position = self.selected if self.selected is not None else len(self.conversation.chips) - 1
             chip = self.conversation.chips[position]
-            text.append(f" for position {position} {visible(chip.text)!r}", style="dim")
+            text.append(f" for token {position} {visible(chip.text)!r}", style="bold")
+        text.truncate(max(1, self.size.width), overflow="ellipsis")
         text.append("\n")
         width = max(4, self.size.width - LABEL_WIDTH - 16)
         # Short panels show fewer candidates, but always the chosen one.

@@ -41,9 +41,13 @@ class TrainingDashboard(Widget):
         self.history = RunHistory()
         self.vocab_size = 3000
         self.process_status = ""
+        # False once a training process started from the app has exited: the run's ETA no longer applies.
+        self.process_running: bool | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static(id="run-title")
+        with Horizontal(id="run-header"):
+            yield Static(id="run-title")
+            yield Static(id="run-keys")
         with Horizontal(id="run-main"):
             yield LossChart(id="loss-chart")
             with Vertical(id="run-side"):
@@ -62,13 +66,16 @@ class TrainingDashboard(Widget):
         self.label = label
         self.reader = MetricsReader(find_metrics(self.folder))
         self.history = RunHistory()
+        self.process_running = None
         self.vocab_size = vocab_size or vocab_size_of(self.folder)
         log.info("following %s", self.reader.path)
         self.poll(force=True)
 
-    def set_process_status(self, status: str) -> None:
+    def set_process_status(self, status: str, running: bool) -> None:
+        """Show the state of the training process the app started; `running` False clears the ETA."""
         self.process_status = status
-        self._redraw_title()
+        self.process_running = running
+        self._redraw()
 
     def poll(self, force: bool = False) -> None:
         """Read new complete lines and redraw if anything arrived."""
@@ -91,15 +98,26 @@ class TrainingDashboard(Widget):
         else:
             title.append(self.label)
             if not self.reader.path.is_file():
-                title.append("  no metrics: this folder has no metrics.jsonl; ctrl+o opens a run folder", style="yellow")
+                title.append(" · no metrics: this folder has no metrics.jsonl; ctrl+o opens a run folder", style="yellow")
             elif self.history.records == 0:
-                title.append("  no metrics yet: metrics.jsonl is empty", style="yellow")
+                title.append(" · no metrics yet: metrics.jsonl is empty", style="yellow")
             elif self.history.ended:
-                title.append("  finished", style="green")
+                title.append(" · finished", style="green")
         if self.process_status:
-            title.append(f"  {self.process_status}", style="italic")
-        title.append("  ctrl+o open run · ctrl+n train · F8 stop", style="dim")
+            title.append(f" · {self.process_status}", style="italic")
         self.query_one("#run-title", Static).update(title)
+        keys = "ctrl+o open run · ctrl+n train · F8 stop" if self.size.width >= 110 else "^o open · ^n train · F8 stop"
+        self.query_one("#run-keys", Static).update(Text(keys, style="dim"))
+
+    def on_resize(self) -> None:
+        self._redraw_title()
+
+    def _eta(self) -> str:
+        if self.history.ended:
+            return "done"
+        if self.process_running is False:
+            return "-"
+        return duration(self.history.eta_s)
 
     def _redraw(self) -> None:
         self._redraw_title()
@@ -108,21 +126,21 @@ class TrainingDashboard(Widget):
 
         stats = Text()
         rows = [
-            ("step", f"{history.step if history.step is not None else '?'} / {history.total_steps or '?'}"),
+            ("step", f"{history.step if history.step is not None else '?'}/{history.total_steps or '?'}"),
             ("tokens seen", f"{history.tokens:,}" if history.tokens is not None else "?"),
             ("tokens/s", f"{history.tokens_per_s:,.0f}" if history.tokens_per_s is not None else "?"),
-            ("learning rate", f"{history.lr:.2e}" if history.lr is not None else "?"),
-            ("ETA", "done" if history.ended else duration(history.eta_s)),
+            ("lr", f"{history.lr:.2e}" if history.lr is not None else "?"),
+            ("ETA", self._eta()),
             ("train loss", f"{history.train_losses[-1]:.4f}" if history.train_losses else "?"),
             ("val loss", f"{history.val_losses[-1]:.4f}" if history.val_losses else "?"),
         ]
         for name, value in rows:
-            stats.append(f"{name:<14}", style="dim")
+            stats.append(f"{name:<12}", style="dim")
             stats.append(f"{value}\n")
         if history.skipped:
-            stats.append(f"{history.skipped} null/NaN losses not plotted\n", style="yellow")
+            stats.append(f"null/NaN losses: {history.skipped}\n", style="yellow")
         if history.resumes:
-            stats.append(f"resumed at step {', '.join(str(int(s)) for s in history.resumes)} (magenta)\n", style="magenta")
+            stats.append(f"resumed at {', '.join(str(int(s)) for s in history.resumes)}\n", style="magenta")
         self.query_one("#run-stats", Static).update(stats)
 
         probe = Text("probe ", style="bold")
