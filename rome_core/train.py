@@ -479,7 +479,7 @@ class Trainer:
             if len(set(digests)) != 1:
                 raise RomeError(f"DDP ranks ended with different weights: {digests}")
             result["rank_weight_digests"] = digests
-        if main:
+        if main and (self.out_dir / LATEST).is_dir():
             card = self.card()
             card.update(result)
             (self.out_dir / LATEST / CARD_FILE).write_text(json.dumps(card, indent=2))
