@@ -1,4 +1,4 @@
-"""The `romegpt` command line: app, train, generate, tokenize, info, explain."""
+"""The `romegpt` command line: app, train, generate, tokenize, info, explain, export."""
 
 from __future__ import annotations
 

@@ -384,6 +384,9 @@ class RomeApp(App):
         if conversation is None or not views:
             return
         relative = None if position is None else position - conversation.window_start
+        # NOTE: the Inside view tokenizes this text afresh, so once the window has slid (or a
+        # reply used tokens the tokenizer would split differently) its positions can differ
+        # from the chat's token strip.
         views.first().update_prompt(conversation.window_text(), relative)
 
     def action_layer(self, delta: int) -> None:
