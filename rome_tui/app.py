@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import deque
 from dataclasses import replace
 from pathlib import Path
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 UNKNOWN_TEXT = Style(color="#ff6060", bold=True, underline=True)
+# Longest wait between inspector redraws while a reply streams (10 redraws a second look live).
+INSPECTOR_INTERVAL_S = 0.1
 FINISH_NOTES = {
     "end_of_text": "end of text",
     "max_tokens": "stopped at the max tokens setting (F2 to change)",
@@ -105,6 +108,8 @@ class RomeApp(App):
         self._reply_settings = self.settings
         self._follow = True
         self._selected: int | None = None
+        self._inspector_drawn_at = 0.0
+        self._inspector_due = False
 
     # -- layout ------------------------------------------------------------------------------------
 
@@ -276,10 +281,26 @@ class RomeApp(App):
         if self._reply_view is not None:
             self._reply_view.append(piece)
             self.query_one(ChatLog).follow()
-        self._refresh_inspector()
+        self._schedule_inspector_refresh()
+
+    def _schedule_inspector_refresh(self, force: bool = False) -> None:
+        """Redraw the inspector panels at most every INSPECTOR_INTERVAL_S while a reply streams.
+
+        Redrawing the token strip, heatmap and top-k panel takes the main thread (and the GIL)
+        for several milliseconds, so doing it for every token slowed the generator thread down.
+        """
+        now = time.monotonic()
+        if force or now - self._inspector_drawn_at >= INSPECTOR_INTERVAL_S:
+            self._inspector_drawn_at = now
+            self._inspector_due = False
+            self._refresh_inspector()
+        elif not self._inspector_due:
+            self._inspector_due = True
+            self.set_timer(INSPECTOR_INTERVAL_S - (now - self._inspector_drawn_at), self._schedule_inspector_refresh)
 
     def on_reply_finished(self, message: ReplyFinished) -> None:
         self._drain_steps()
+        self._schedule_inspector_refresh(force=True)
         self._generating = False
         conversation = self.conversation
         if conversation is not None and conversation.turns:
