@@ -29,7 +29,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
 CARD_FILE = "card.json"
-# Where the shipped model lives, relative to the repository root.
+# The shipped model's folder, found relative to the repository root.
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "romegpt-22m"
 
 
@@ -135,7 +135,7 @@ def resolve_checkpoint_folder(path: Path) -> Path:
             return old
         raise RomeError(f"{path}: checkpoint folder not found; pass --checkpoint with a folder made by `romegpt train`")
     if not path.is_dir():
-        raise RomeError(f"{path}: expected a checkpoint folder, got a file; pass the folder that holds {WEIGHTS_FILE}")
+        raise RomeError(f"{path}: expected a checkpoint folder, got a file; pass the folder that contains {WEIGHTS_FILE}")
     if (path / WEIGHTS_FILE).exists() or (path / CONFIG_FILE).exists():
         return path
     for name in ("best", "latest"):

@@ -14,9 +14,9 @@ from rome_core.errors import RomeError
 
 log = logging.getLogger("romegpt")
 
-# glibc's malloc returns large freed blocks to the OS and maps them again on the next step; on the
-# CPU that churn costs a measurable share of a training step. Raising both thresholds keeps the
-# memory in the process. bench/train_speed.py measures the effect.
+# glibc's malloc returns large freed blocks to the OS and maps them again on the next step.
+# On the CPU that churn costs a measurable share of a training step, so raising both thresholds
+# keeps the memory in the process. bench/train_speed.py measures the effect.
 MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=2147483647"
 
 
@@ -210,7 +210,7 @@ def cmd_tokenize(args) -> int:
     from rich.console import Console
     from rich.text import Text
 
-    from rome_core.checkpoint import load_checkpoint, resolve_checkpoint_folder, DEFAULT_CHECKPOINT
+    from rome_core.checkpoint import DEFAULT_CHECKPOINT, resolve_checkpoint_folder
     from rome_core.tokenizer import RomeTokenizer
 
     folder = resolve_checkpoint_folder(_checkpoint_arg(args) or DEFAULT_CHECKPOINT)
@@ -244,7 +244,7 @@ def cmd_export(args) -> int:
     if out.exists() and not out.is_dir():
         raise RomeError(f"{args.out}: --out is a file; choose a new folder for the checkpoint")
     if out.is_dir() and any(out.iterdir()) and not (out / WEIGHTS_FILE).is_file():
-        raise RomeError(f"{args.out}: folder is not empty and holds no checkpoint; choose a new or empty folder")
+        raise RomeError(f"{args.out}: folder is not empty and contains no checkpoint; choose a new or empty folder")
     source = args.run.resolve()
     if out in (source, loaded.path.resolve()) or out in source.parents or source in out.parents:
         raise RomeError(f"{args.out}: --out overlaps the checkpoint being exported; choose a folder outside {args.run}")

@@ -44,7 +44,7 @@ _SPACES = re.compile(r"[ \t]+")
 
 @dataclass
 class CleaningStats:
-    """What cleaning changed in one file, logged so nothing happens silently."""
+    """Counts of the changes cleaning made to one file, logged so that no change is silent."""
 
     bom: bool = False
     crlf: int = 0
@@ -59,17 +59,15 @@ class Document:
     stats: CleaningStats = field(default_factory=CleaningStats)
 
 
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+
+
 def _decode(raw: bytes, stats: CleaningStats) -> str:
     """Decode UTF-8, reading any byte that is not valid UTF-8 as Latin-1 (and counting it)."""
-
-    def latin1_fallback(error: UnicodeDecodeError) -> tuple[str, int]:
-        bad = error.object[error.start : error.end]
-        stats.latin1 += len(bad)
-        return bad.decode("latin-1"), error.end
-
-    handler = f"romegpt-latin1-{id(stats)}"
-    codecs.register_error(handler, latin1_fallback)
-    return raw.decode("utf-8", errors=handler)
+    # surrogateescape turns each invalid byte b into U+DC00 + b; U+0000 + b is that byte in Latin-1.
+    text = raw.decode("utf-8", errors="surrogateescape")
+    text, stats.latin1 = _ESCAPED_BYTE.subn(lambda match: chr(ord(match.group()) - 0xDC00), text)
+    return text
 
 
 def strip_gutenberg(text: str) -> tuple[str, bool]:
@@ -167,7 +165,7 @@ class TokenizedCorpus:
 
 
 def files_key(files: list[Path]) -> str:
-    """A cache key for the input files: their paths, sizes and modification times."""
+    """Return a cache key for the input files, built from their paths, sizes and modification times."""
     digest = hashlib.sha256(f"pipeline-{PIPELINE_VERSION}".encode())
     for path in files:
         stat = path.stat()

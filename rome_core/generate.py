@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SamplingSettings:
-    """How the next token is chosen. temperature 0 is greedy; top_k 0 and top_p 1.0 switch those filters off."""
+    """Settings that choose the next token. temperature 0 is greedy, and top_k 0 and top_p 1.0 switch those filters off."""
 
     temperature: float = 0.8
     top_k: int = 40
@@ -142,7 +142,7 @@ class Generator:
         """Yield generated tokens one `Step` at a time, continuing the token list `ids`.
 
         Stops at end-of-text, after `settings.max_tokens`, or when `should_stop()` returns True;
-        `finish_reason` then says which.
+        `finish_reason` then records which.
         """
         if not ids:
             raise RomeError("cannot generate from an empty prompt; type some text first")

@@ -20,9 +20,6 @@ from torch import Tensor
 
 from rome_core.model import RomeGPT, Trace
 
-PER_POSITION_HOOKS = ("hook_embed", "hook_pos_embed", "ln_final.hook_normalized", "logits")
-RESIDUAL_HOOKS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post")
-
 
 def hook_names(n_layers: int) -> list[str]:
     """Every hook name a traced forward pass of an `n_layers` model stores, in computation order."""
@@ -74,9 +71,7 @@ class SequenceTrace:
         if expected != self.length:
             raise ValueError(f"trace rows arrive out of order: expected position {expected}, got {positions.start}")
         for name, tensor in trace.items():
-            if name == "hook_tokens":
-                rows = list(tensor[0])
-            elif name.endswith("hook_pattern"):
+            if name.endswith("hook_pattern"):
                 rows = list(tensor[0].transpose(0, 1))  # (query, head, key)
             else:
                 rows = list(tensor[0])
@@ -88,8 +83,6 @@ class SequenceTrace:
     def get(self, name: str) -> Tensor:
         """The tensor under hook `name` for the whole window, shaped as a full forward pass would store it."""
         rows = self._rows[name]
-        if name == "hook_tokens":
-            return torch.stack(rows).unsqueeze(0)
         if name.endswith("hook_pattern"):
             keys = len(rows)
             padded = [torch.nn.functional.pad(row, (0, keys - row.shape[-1])) for row in rows]

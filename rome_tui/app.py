@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 UNKNOWN_TEXT = Style(color="#ff6060", bold=True, underline=True)
-# Longest wait between inspector redraws while a reply streams (10 redraws a second look live).
+# Maximum wait between inspector redraws while a reply streams (10 redraws a second look live).
 INSPECTOR_INTERVAL_S = 0.1
 FINISH_NOTES = {
     "end_of_text": "end of text",
@@ -71,7 +71,7 @@ class RomeApp(App):
     """Chat, Training and Inside tabs around one loaded checkpoint."""
 
     TITLE = "RomeGPT"
-    CSS_PATH = [HERE / "app.tcss", *([HERE / "inside.tcss"] if (HERE / "inside.tcss").is_file() else [])]
+    CSS_PATH = [HERE / "app.tcss", HERE / "inside.tcss"]
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
     COMMANDS = App.COMMANDS | {RomeCommands}
     BINDINGS = [
@@ -390,7 +390,7 @@ class RomeApp(App):
         conversation = self.conversation
         if conversation is None or not conversation.chips:
             return
-        from_inside = isinstance(message._sender, InsideView)
+        from_inside = message.in_window
         position = conversation.window_start + message.position if from_inside else message.position
         position = max(conversation.window_start, min(position, len(conversation.chips) - 1))
         self._selected = position

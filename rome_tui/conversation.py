@@ -27,7 +27,7 @@ class Chip:
 
 @dataclass(frozen=True)
 class Choice:
-    """How a generated token was chosen: the sampled token, the top candidates and what survived the filters."""
+    """Record of one sampling decision: the sampled token, the top candidates and how many survived the filters."""
 
     token: Candidate
     candidates: list[Candidate]
@@ -111,7 +111,7 @@ class Conversation:
     # -- reading the trace -------------------------------------------------------------------------
 
     def traced(self, position: int) -> bool:
-        """Whether the trace holds the forward pass of the token at absolute `position`."""
+        """Return whether the trace contains the forward pass of the token at absolute `position`."""
         return self.trace.window_start <= position < self.trace.window_start + self.trace.length
 
     def pattern(self, layer: int) -> Tensor | None:

@@ -28,11 +28,13 @@ class StepsReady(Message):
 
 
 class TokenSelected(Message):
-    """The user selected the token at absolute position `position` of the conversation."""
+    """The user selected a token. `position` counts from the conversation's start, or from the
+    context window's start when `in_window` is True (the Inside view only sees the window)."""
 
-    def __init__(self, position: int) -> None:
+    def __init__(self, position: int, in_window: bool = False) -> None:
         super().__init__()
         self.position = position
+        self.in_window = in_window
 
 
 class PromptSubmitted(Message):

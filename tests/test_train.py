@@ -200,7 +200,7 @@ def test_train_cli_rejects_bad_input(sample_corpus_dir, tmp_path, capsys, extra,
     assert message in capsys.readouterr().err
 
 
-def test_train_cli_rejects_file_as_out_and_short_resume(tiny_run, sample_corpus_dir, tmp_path, capsys):
+def test_train_cli_rejects_bad_out_and_resume(tiny_run, sample_corpus_dir, tmp_path, capsys):
     from rome_core.cli import main
 
     a_file = tmp_path / "out.txt"

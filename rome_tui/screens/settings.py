@@ -51,7 +51,13 @@ class SettingsScreen(ModalScreen[SamplingSettings | None]):
                 for name, label, hint in FIELDS:
                     value = getattr(self.settings, name)
                     yield Label(label, markup=False)
-                    yield Input("" if value is None else f"{value:g}" if isinstance(value, float) else str(value), id=name, tooltip=hint)
+                    if value is None:
+                        shown = ""
+                    elif isinstance(value, float):
+                        shown = f"{value:g}"
+                    else:
+                        shown = str(value)
+                    yield Input(shown, id=name, tooltip=hint)
             yield Label("", id="settings-error", classes="dialog-error", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Apply", variant="primary", id="apply")

@@ -152,7 +152,12 @@ class TokenStrip(Widget, can_focus=True):
                 row = placed.row
             elif placed.x:
                 text.append(" ")
-            style = UNKNOWN_STYLE if chip.unknown else GENERATED_STYLE if chip.generated else PROMPT_STYLE
+            if chip.unknown:
+                style = UNKNOWN_STYLE
+            elif chip.generated:
+                style = GENERATED_STYLE
+            else:
+                style = PROMPT_STYLE
             if placed.position == self.selected:
                 style = style + SELECTED
             text.append(" " + chip_label(chip) + " ", style=style)
