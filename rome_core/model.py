@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rome_core.attention import causal_attention
 from rome_core.config import ModelConfig
 
 Trace = dict[str, Tensor]
@@ -48,6 +49,7 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
         self.proj = nn.Linear(config.d_model, config.d_model)
         self.dropout = config.dropout
+        self.blocked_backward = True
 
     def forward(self, x: Tensor, layer: int, kv_cache: KVCache | None, trace: Trace | None) -> Tensor:
         batch, seq, width = x.shape
@@ -64,7 +66,9 @@ class CausalSelfAttention(nn.Module):
         # A multi-token chunk appended after a cache still needs the causal mask, offset by `past`.
         single_query = seq == 1 and past > 0
         if trace is None:
-            if past == 0:
+            if past == 0 and self.blocked_backward and not (self.training and self.dropout > 0):
+                out = causal_attention(q, k, v)
+            elif past == 0:
                 out = F.scaled_dot_product_attention(
                     q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
                 )
@@ -188,6 +192,11 @@ class RomeGPT(nn.Module):
             trace["ln_final.hook_normalized"] = x.detach()
             trace["logits"] = logits.detach()
         return logits
+
+    def use_blocked_attention(self, enabled: bool) -> None:
+        """Choose the blocked CPU attention backward (rome_core/attention.py) or plain SDPA for training."""
+        for block in self.blocks:
+            block.attn.blocked_backward = enabled
 
     def new_kv_cache(self, batch: int = 1) -> KVCache:
         param = next(self.parameters())
