@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from rome_core.attention import causal_attention
 from rome_core.config import ModelConfig
+from rome_core.loss import head_cross_entropy
 
 Trace = dict[str, Tensor]
 
@@ -162,11 +163,13 @@ class RomeGPT(nn.Module):
         ids: Tensor,
         kv_cache: KVCache | None = None,
         trace: Trace | None = None,
+        targets: Tensor | None = None,
     ) -> Tensor:
         """Return next-token logits of shape (batch, seq, vocab) for `ids` of shape (batch, seq).
 
         With `kv_cache`, `ids` continue the cached tokens and positions count on from the cache.
-        With `trace`, every hook point is stored in it.
+        With `trace`, every hook point is stored in it. With `targets` (batch, seq), return the
+        mean cross-entropy instead, computed without materialising the logits (rome_core/loss.py).
         """
         batch, seq = ids.shape
         start = kv_cache.length if kv_cache is not None else 0
@@ -187,10 +190,14 @@ class RomeGPT(nn.Module):
         if kv_cache is not None:
             kv_cache.length += seq
         x = self.ln_final(x)
+        if targets is not None and trace is None:
+            return head_cross_entropy(x, self.unembed, targets)
         logits = self.unembed(x)
         if trace is not None:
             trace["ln_final.hook_normalized"] = x.detach()
             trace["logits"] = logits.detach()
+        if targets is not None:
+            return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
         return logits
 
     def use_blocked_attention(self, enabled: bool) -> None:

@@ -33,7 +33,6 @@ from rome_core.config import ModelConfig
 from rome_core.corpus import TokenizedCorpus
 from rome_core.errors import RomeError
 from rome_core.generate import Generator, SamplingSettings
-from rome_core.loss import cross_entropy
 from rome_core.metrics import MetricsWriter
 from rome_core.model import RomeGPT
 from rome_core.tokenizer import RomeTokenizer
@@ -346,8 +345,7 @@ class Trainer:
 
     def _loss(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with self._autocast():
-            logits = model(x)
-        return cross_entropy(logits, y)
+            return model(x, targets=y)
 
     @torch.no_grad()
     def evaluate(self) -> dict:
