@@ -42,17 +42,16 @@ class CausalAttention(torch.autograd.Function):
         n = batch * heads
         dtype = q.dtype
         scale = 1.0 / math.sqrt(d_head)
-        flat = lambda t: t.reshape(n, seq, d_head)  # noqa: E731
-        grad = flat(grad_out).to(dtype)
-        delta = (grad.float() * flat(out).float()).sum(-1)
+        delta = (grad_out.float() * out.float()).sum(-1)
 
-        # Row operands carry [-lse] or [-delta] in two extra columns; column operands carry ones there.
-        q_ext = _with_row_offset(flat(q) * scale, -lse.reshape(n, seq))
-        grad_ext = _with_row_offset(grad, -delta)
-        k_ext_t = _with_ones(flat(k)).transpose(1, 2).contiguous()
-        v_ext_t = _with_ones(flat(v)).transpose(1, 2).contiguous()
-        q_scaled = q_ext[..., :d_head]
-        k_scaled = flat(k) * scale
+        # Row operands carry [-lse] or [-delta] in two extra columns; column operands carry ones
+        # there. Each is written once, straight from whatever layout autograd hands over.
+        q_ext = _extended_rows(q, scale, -lse).view(n, seq, d_head + 2)
+        grad_ext = _extended_rows(grad_out, 1.0, -delta).view(n, seq, d_head + 2)
+        k_ext_t = _extended_columns(k).view(n, d_head + 2, seq)
+        v_ext_t = _extended_columns(v).view(n, d_head + 2, seq)
+        q_scaled, grad = q_ext[..., :d_head], grad_ext[..., :d_head]
+        k_scaled = torch.mul(k, scale, out=q.new_empty(q.shape)).view(n, seq, d_head)
 
         dq = torch.empty(n, seq, d_head, dtype=dtype)
         dk = torch.zeros(n, seq, d_head, dtype=dtype)
@@ -71,15 +70,23 @@ class CausalAttention(torch.autograd.Function):
         return dq.view(shape), dk.view(shape), dv.view(shape)
 
 
-def _with_row_offset(x: Tensor, offset: Tensor) -> Tensor:
-    """Append `offset` (fp32, shape (n, seq)) to x as two columns, hi + lo, so bf16 keeps ~16 bits of it."""
+def _extended_rows(x: Tensor, scale: float, offset: Tensor) -> Tensor:
+    """[x * scale, hi, lo] of shape (..., seq, d + 2), where hi + lo is `offset` (fp32, (..., seq))
+    split into two parts of x's dtype, so bf16 keeps about 16 bits of it."""
+    ext = x.new_empty(*x.shape[:-1], x.shape[-1] + 2)
+    torch.mul(x, scale, out=ext[..., :-2])
     hi = offset.to(x.dtype)
-    lo = (offset - hi.float()).to(x.dtype)
-    return torch.cat([x, hi.unsqueeze(-1), lo.unsqueeze(-1)], dim=-1)
+    ext[..., -2] = hi
+    ext[..., -1] = offset - hi.float()
+    return ext
 
 
-def _with_ones(x: Tensor) -> Tensor:
-    return torch.cat([x, x.new_ones(*x.shape[:-1], 2)], dim=-1)
+def _extended_columns(x: Tensor) -> Tensor:
+    """x transposed to (..., d, seq) with two rows of ones below it: (..., d + 2, seq)."""
+    ext = x.new_empty(*x.shape[:-2], x.shape[-1] + 2, x.shape[-2])
+    ext[..., :-2, :].copy_(x.transpose(-1, -2))
+    ext[..., -2:, :] = 1.0
+    return ext
 
 
 def causal_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
