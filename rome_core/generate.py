@@ -123,13 +123,14 @@ class Generator:
         self.context = model.config.context_length
         self.finish_reason: str | None = None
 
-    def _candidate(self, token_id: int, dist: Distribution) -> Candidate:
-        return Candidate(
-            id=token_id,
-            text=self.tokenizer.id_to_token(token_id),
-            prob=float(dist.probs[token_id]),
-            sample_prob=float(dist.sample_probs[token_id]),
-        )
+    def _candidates(self, token_ids: list[int], dist: Distribution) -> list[Candidate]:
+        # One indexing and one tolist per step, not two scalar reads per candidate.
+        index = torch.tensor(token_ids)
+        probs, sample_probs = dist.probs[index].tolist(), dist.sample_probs[index].tolist()
+        return [
+            Candidate(id=i, text=self.tokenizer.id_to_token(i), prob=p, sample_prob=s)
+            for i, p, s in zip(token_ids, probs, sample_probs)
+        ]
 
     @torch.inference_mode()
     def stream(
@@ -168,13 +169,13 @@ class Generator:
             else:
                 token_id = int(torch.multinomial(dist.sample_probs, 1, generator=rng))
             top = torch.topk(dist.probs, min(settings.shown_candidates, dist.probs.shape[0]))
-            candidates = [self._candidate(int(i), dist) for i in top.indices]
+            chosen, *candidates = self._candidates([token_id, *top.indices.tolist()], dist)
             if token_id == self.tokenizer.eot_id:
                 self.finish_reason = "end_of_text"
                 return
             yield Step(
                 index=index,
-                token=self._candidate(token_id, dist),
+                token=chosen,
                 candidates=candidates,
                 kept=dist.kept,
                 window_start=window_start,

@@ -4,11 +4,10 @@ The usual recipe, `F.cross_entropy(unembed(x).float(), targets)`, builds the who
 (tokens, vocab) logits matrix, an fp32 copy of it, an fp32 log-softmax and, in the backward
 pass, a full gradient that the output layer's matrix multiplies then read transposed. For a
 16 x 512-token batch and a 3000-token vocabulary each of those is 50-100 MB, and on a CPU the
-copies cost about a tenth of a training step. Here the logits of a chunk of rows are
-computed, reduced to one log-sum-exp per row and dropped; the backward pass recomputes them
-chunk by chunk and feeds the gradient straight into the weight and input gradients. The
-result equals the unfused path up to rounding (tests/test_loss.py); bench/train_speed.py
-measures the gain.
+copies and the allocator churn they cause are a real cost on a CPU. Here each chunk of rows
+gets its logits computed, reduced to one log-sum-exp per row and dropped. The backward pass
+recomputes them chunk by chunk and feeds the gradient straight into the weight and input
+gradients. The result equals the unfused path up to rounding (tests/test_loss.py).
 """
 
 from __future__ import annotations

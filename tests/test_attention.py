@@ -33,7 +33,7 @@ def test_fp32_gradients_match_sdpa(seq):
         torch.testing.assert_close(have.double(), want, rtol=1e-5, atol=1e-5, msg=name)
 
 
-def test_bf16_gradients_are_as_close_as_sdpa_bf16():
+def test_bf16_gradients_near_sdpa():
     gen = torch.Generator().manual_seed(0)
     q, k, v, grad_out = (torch.randn(2, 4, 300, 64, generator=gen) for _ in range(4))
     exact = _grads(_sdpa, q.double(), k.double(), v.double(), grad_out.double())
@@ -57,7 +57,7 @@ def _graph_names(tensor):
     return names
 
 
-def test_model_training_gradients_match_the_explicit_attention_path():
+def test_model_gradients_explicit_attention():
     torch.manual_seed(0)
     model = RomeGPT(PRESETS["tiny"])
     ids = torch.randint(0, model.config.vocab_size, (2, 40))

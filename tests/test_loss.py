@@ -21,7 +21,7 @@ def _loss_and_grads(loss_fn, x, head, targets):
     return loss.detach(), x.grad, head.weight.grad.clone(), head.bias.grad.clone()
 
 
-def test_fused_loss_matches_plain_cross_entropy_in_fp32():
+def test_fused_loss_fp32():
     torch.manual_seed(0)
     head = torch.nn.Linear(24, 50)
     # More rows than one chunk and not a multiple of it, so the last chunk is partial.
@@ -34,7 +34,7 @@ def test_fused_loss_matches_plain_cross_entropy_in_fp32():
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6, msg=name)
 
 
-def test_fused_loss_under_bf16_autocast_matches_the_autocast_head():
+def test_fused_loss_bf16_autocast():
     torch.manual_seed(0)
     head = torch.nn.Linear(64, 300)
     x = torch.randn(2, 700, 64)
@@ -48,7 +48,7 @@ def test_fused_loss_under_bf16_autocast_matches_the_autocast_head():
         torch.testing.assert_close(got, want.to(got.dtype), rtol=2e-2, atol=2e-3, msg=name)
 
 
-def test_model_targets_return_the_same_loss_as_its_logits():
+def test_model_targets_loss():
     torch.manual_seed(0)
     model = RomeGPT(PRESETS["tiny"])
     ids = torch.randint(0, model.config.vocab_size, (2, 33))
