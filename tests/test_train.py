@@ -2,7 +2,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -154,18 +153,13 @@ def test_sigkill_then_resume_gives_same_weights(sample_corpus_dir, tmp_path):
     assert steps_after[-1] == 400
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_ddp_two_processes_end_with_identical_weights(sample_corpus_dir, tmp_path):
     out = tmp_path / "ddp"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
-        "--master-addr", "127.0.0.1", "--master-port", str(free_port()),
+        # --standalone lets torchrun bind a free loopback port itself, so no other test can take it first.
+        "--standalone",
         "-m", "rome_core.cli", "train", "--data", str(sample_corpus_dir), "--out", str(out),
         "--preset", "tiny", "--steps", "30", "--cache-dir", str(tmp_path / "cache"), "--no-progress",
     ]
