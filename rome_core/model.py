@@ -7,7 +7,9 @@ token ids -> token embedding + positional embedding -> n pre-norm blocks
 Passing a `trace` dict to `forward` records the intermediate tensors under
 TransformerLens hook names (`blocks.3.attn.hook_pattern`, ...). Traced runs
 compute attention explicitly so the pattern can be stored; untraced runs use
-the fused `scaled_dot_product_attention` kernel. Both give the same logits.
+the fused `scaled_dot_product_attention` kernel (with a faster backward pass for
+training on the CPU, rome_core/attention.py). All give the same logits. Passing
+`targets` returns the training loss from a fused output layer (rome_core/loss.py).
 """
 
 from __future__ import annotations
