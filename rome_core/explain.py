@@ -204,9 +204,14 @@ class PromptTrace:
         return self.encoding.ids[self.window_start :]
 
 
-def trace_prompt(loaded: LoadedModel, text: str) -> PromptTrace:
-    """Tokenize `text` and run the model over its last context_length tokens with tracing on."""
-    encoding = loaded.tokenizer.encode(text)
+def trace_prompt(loaded: LoadedModel, text: str, encoding: Encoding | None = None) -> PromptTrace:
+    """Tokenize `text` and run the model over its last context_length tokens with tracing on.
+
+    A caller that already has the tokens (a chat whose replies were generated token by token,
+    which a fresh tokenization could split differently) passes them as `encoding`.
+    """
+    if encoding is None:
+        encoding = loaded.tokenizer.encode(text)
     if not encoding.tokens:
         raise RomeError("the prompt is empty; give some text to explain")
     window_start = max(0, len(encoding.tokens) - loaded.model.config.context_length)

@@ -405,10 +405,9 @@ class RomeApp(App):
         if conversation is None or not views:
             return
         relative = None if position is None else position - conversation.window_start
-        # NOTE: the Inside view tokenizes this text afresh, so once the window has slid (or a
-        # reply used tokens the tokenizer would split differently) its positions can differ
-        # from the chat's token strip.
-        views.first().update_prompt(conversation.window_text(), relative)
+        # Pass the chat's own tokens: a reply generated token by token may split words in ways a
+        # fresh tokenization of its text would not, and the positions must match the token strip.
+        views.first().update_prompt(conversation.window_text(), relative, conversation.window_encoding())
 
     def action_layer(self, delta: int) -> None:
         self.query_one(AttentionHeatmap).cycle_layer(delta)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from torch import Tensor
 
 from rome_core.generate import Candidate, SamplingSettings, Step
-from rome_core.tokenizer import RomeTokenizer
+from rome_core.tokenizer import Encoding, RomeTokenizer, Token
 from rome_core.trace import SequenceTrace
 
 # Each new user message is separated from what came before by a blank line.
@@ -135,6 +135,15 @@ class Conversation:
         return self._logits_cache[1]
 
     # -- text --------------------------------------------------------------------------------------
+
+    def window_encoding(self) -> Encoding:
+        """Return the window's tokens exactly as the model read them, with spans into their lowercased text."""
+        tokens = []
+        offset = 0
+        for chip in self.chips[self.window_start :]:
+            tokens.append(Token(chip.id, chip.text, offset, offset + len(chip.source), chip.unknown))
+            offset += len(chip.source)
+        return Encoding(text="".join(chip.source for chip in self.chips[self.window_start :]), tokens=tokens)
 
     def window_text(self) -> str:
         """The text of the current window, with user messages as typed (before lowercasing).

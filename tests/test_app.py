@@ -9,7 +9,8 @@ import pytest
 import torch
 from textual import events
 
-from rome_core.generate import Generator, SamplingSettings
+from rome_core.explain import explain_trace, trace_prompt
+from rome_core.generate import Candidate, Generator, SamplingSettings, Step
 from rome_core.trace import SequenceTrace, run_with_trace
 from rome_tui.app import RomeApp
 from rome_tui.commands import RomeCommands
@@ -700,3 +701,26 @@ async def test_training_stop_and_quit_confirmation(tiny_checkpoint, sample_corpu
         assert "stopped by you (F8)" in title
         assert "exit code" not in title
         assert "ETA         -" in str(dashboard.query_one("#run-stats").content)
+
+
+def test_inside_view_chat_tokens(tiny_loaded):
+    """A reply generated letter by letter must reach the Inside view as the same tokens, not re-merged."""
+    tokenizer = tiny_loaded.tokenizer
+    conversation = Conversation(tokenizer, tiny_loaded.model.config.n_layers, 10_000)
+    conversation.add_user_message("The SENATE")
+    conversation.start_reply()
+    settings = SamplingSettings()
+    for index, letter in enumerate(" the"):
+        token_id = tokenizer.encode_ids(letter, start_of_text=False)[0]
+        candidate = Candidate(id=token_id, text=tokenizer.id_to_token(token_id), prob=0.5, sample_prob=0.5)
+        position = len(conversation.chips)
+        step = Step(index, candidate, [candidate], 1, 0, range(position, position + 1), False)
+        conversation.add_step(step, settings)
+
+    text = conversation.window_text()
+    assert tokenizer.encode_ids(text) != conversation.ids  # a fresh tokenization merges " the"
+    prompt = trace_prompt(tiny_loaded, text, conversation.window_encoding())
+    assert prompt.ids == conversation.ids
+    explanation = explain_trace(tiny_loaded, prompt)
+    assert [token.id for token in explanation.tokenization.tokens] == conversation.ids
+    assert explanation.lowercase.seen == "the senate the"

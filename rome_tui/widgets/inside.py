@@ -17,6 +17,7 @@ from textual.worker import get_current_worker
 from rome_core.checkpoint import LoadedModel
 from rome_core.errors import RomeError
 from rome_core.explain import Explanation, PromptTrace, explain_trace, trace_prompt
+from rome_core.tokenizer import Encoding
 from rome_tui.explain_render import STAGE_META, STAGES, TOKEN_META, render_stage, stage_bar, token_strip
 from rome_tui.messages import TokenSelected
 
@@ -56,6 +57,7 @@ class InsideView(Widget, can_focus=True):
         self.loaded = loaded
         self.explanation: Explanation | None = None
         self._text: str | None = None
+        self._encoding: Encoding | None = None
         self._position: int | None = None
         self._prompt_trace: PromptTrace | None = None
         self._ready = False  # set once the children exist
@@ -71,25 +73,33 @@ class InsideView(Widget, can_focus=True):
         self._ready = True
         self._render_bar()
         if self._text is not None:
-            self.update_prompt(self._text, self._position)
+            self.update_prompt(self._text, self._position, self._encoding)
 
     # -- the contract with the app ---------------------------------------------------------------
 
-    def update_prompt(self, text: str, position: int | None) -> None:
-        """Explain `text` for the token at `position` (None: the last token) in a worker, then show it."""
+    def update_prompt(self, text: str, position: int | None, encoding: Encoding | None = None) -> None:
+        """Explain `text` for the token at `position` (None: the last token) in a worker, then show it.
+
+        `encoding` gives the tokens the model read, when the caller has them (the chat does);
+        without it the text is tokenized afresh.
+        """
         self._text = text
+        self._encoding = encoding
         self._position = position
         if not self._ready:
             return  # on_mount explains the latest request
         self._set_status("Computing the forward pass…", error=False)
-        self._compute(text, position)
+        self._compute(text, position, encoding)
 
     @work(thread=True, exclusive=True, group="inside-explain")
-    def _compute(self, text: str, position: int | None) -> None:
+    def _compute(self, text: str, position: int | None, encoding: Encoding | None) -> None:
         worker = get_current_worker()
         cached = self._prompt_trace
         try:
-            prompt = cached if cached is not None and cached.typed == text else trace_prompt(self.loaded, text)
+            if cached is not None and cached.typed == text and (encoding is None or cached.encoding == encoding):
+                prompt = cached
+            else:
+                prompt = trace_prompt(self.loaded, text, encoding)
             explanation = explain_trace(self.loaded, prompt, position, self.top_k)
         except RomeError as error:
             log.info("inside view: cannot explain the prompt: %s", error)
@@ -157,7 +167,7 @@ class InsideView(Widget, can_focus=True):
         if index == self.explanation.selected.index:
             return
         self.post_message(TokenSelected(index, in_window=True))
-        self.update_prompt(self._text, index)
+        self.update_prompt(self._text, index, self._encoding)
 
     def action_previous_token(self) -> None:
         if self.explanation is not None:
