@@ -7,6 +7,9 @@ queries and keys around the selected token is drawn, so long sequences stay fast
 
 from __future__ import annotations
 
+from functools import lru_cache
+from itertools import groupby
+
 from rich.style import Style
 from rich.text import Text
 from textual.reactive import reactive
@@ -30,6 +33,11 @@ def colour(weight: float | None) -> str:
         return MASKED
     index = min(len(SCALE) - 1, max(0, int(weight * len(SCALE))))
     return SCALE[index]
+
+
+@lru_cache(maxsize=None)
+def _cell_style(foreground: str, background: str) -> Style:
+    return Style(color=foreground, bgcolor=background)
 
 
 def centred(selected: int, count: int, size: int) -> range:
@@ -153,13 +161,17 @@ class AttentionHeatmap(Widget):
                 text.append(glyph, style=Style(dim=True))
                 text.append(f"{label(query)[:LABEL_WIDTH]:<{LABEL_WIDTH}}", style=style)
             text.append(" ")
+            cells = []
             for column, key in enumerate(keys):
                 top = grid[pair][column] if key <= upper else None
                 bottom = None
                 if lower is not None and key <= lower:
                     bottom = grid[pair + 1][column]
-                background = colour(bottom) if lower is not None else "default"
-                text.append("▀", style=Style(color=colour(top), bgcolor=background))
+                cells.append((colour(top), colour(bottom) if lower is not None else "default"))
+            # One span per run of equal cells: Textual converts every span's style on each redraw,
+            # and runs (the masked triangle, faint weights) are common.
+            for (foreground, background), run in groupby(cells):
+                text.append("▀" * len(list(run)), style=_cell_style(foreground, background))
             text.append("\n")
 
         text.append("0 ", style="dim")

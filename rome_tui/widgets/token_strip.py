@@ -21,6 +21,28 @@ UNKNOWN_STYLE = Style(color="#ffffff", bgcolor="#a01818", bold=True)
 ID_STYLE = Style(dim=True)
 SELECTED = Style(reverse=True, bold=True, underline=True)
 
+
+def _chip_styles(unknown: bool, generated: bool, selected: bool) -> tuple[Style, Style]:
+    if unknown:
+        style = UNKNOWN_STYLE
+    elif generated:
+        style = GENERATED_STYLE
+    else:
+        style = PROMPT_STYLE
+    if selected:
+        style = style + SELECTED
+    return style, style + ID_STYLE
+
+
+# (label style, id style) for every (unknown, generated, selected), built once. Combining rich
+# Styles for each of hundreds of chips on every redraw took a visible share of the app's time.
+CHIP_STYLES = {
+    (unknown, generated, selected): _chip_styles(unknown, generated, selected)
+    for unknown in (False, True)
+    for generated in (False, True)
+    for selected in (False, True)
+}
+
 VISIBLE_WHITESPACE = str.maketrans({" ": "·", "\n": "↵", "\t": "⇥", "\r": "␍"})
 
 
@@ -152,16 +174,9 @@ class TokenStrip(Widget, can_focus=True):
                 row = placed.row
             elif placed.x:
                 text.append(" ")
-            if chip.unknown:
-                style = UNKNOWN_STYLE
-            elif chip.generated:
-                style = GENERATED_STYLE
-            else:
-                style = PROMPT_STYLE
-            if placed.position == self.selected:
-                style = style + SELECTED
+            style, id_style = CHIP_STYLES[chip.unknown, chip.generated, placed.position == self.selected]
             text.append(" " + chip_label(chip) + " ", style=style)
-            text.append(str(chip.id) + " ", style=style + ID_STYLE)
+            text.append(str(chip.id) + " ", style=id_style)
         return text
 
     # -- input -------------------------------------------------------------------------------------
