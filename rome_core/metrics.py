@@ -68,3 +68,21 @@ class MetricsReader:
             if isinstance(record, dict):
                 records.append(record)
         return records
+
+
+def smoothed(values: list[float], weight: float) -> list[float]:
+    """Return the exponential moving average of `values` with `weight` on the past (0 returns them as they are).
+
+    The average starts from zero and is divided by 1 - weight**n, as TensorBoard does, so the
+    first points are not pulled towards zero.
+    """
+    if not 0.0 <= weight < 1.0:
+        raise ValueError(f"invalid smoothing weight {weight}; use a value in [0, 1)")
+    if weight == 0.0:
+        return list(values)
+    average = 0.0
+    result = []
+    for count, value in enumerate(values, start=1):
+        average = weight * average + (1.0 - weight) * value
+        result.append(average / (1.0 - weight**count))
+    return result

@@ -86,6 +86,7 @@ class RomeApp(App):
         Binding("ctrl+o", "open_run", "Open run", show=False),
         Binding("ctrl+n", "start_training", "Start training", show=False),
         Binding("f8", "stop_training", "Stop training", show=False),
+        Binding("f6", "smoothing", "Loss smoothing", show=False),
     ]
 
     def __init__(self, checkpoint: Path | None = None, settings: SamplingSettings | None = None) -> None:
@@ -606,6 +607,11 @@ class RomeApp(App):
             self.query_one(TrainingDashboard).set_process_status(f"training (process {self.training.pid})", running=True)
 
         self.open_modal(TrainFormScreen(), start)
+
+    def action_smoothing(self) -> None:
+        weight = self.query_one(TrainingDashboard).cycle_smoothing()
+        message = f"Train loss smoothed (EMA weight {weight:g})." if weight else "Loss chart shows raw values."
+        self.notify(message)
 
     def action_stop_training(self) -> None:
         if self.training is None or self.training.returncode is not None:

@@ -11,6 +11,7 @@ from textual import events
 
 from rome_core.explain import explain_trace, trace_prompt
 from rome_core.generate import Candidate, Generator, SamplingSettings, Step
+from rome_core.metrics import smoothed
 from rome_core.trace import SequenceTrace, run_with_trace
 from rome_tui.app import RomeApp
 from rome_tui.commands import RomeCommands
@@ -724,3 +725,38 @@ def test_inside_view_chat_tokens(tiny_loaded):
     explanation = explain_trace(tiny_loaded, prompt)
     assert [token.id for token in explanation.tokenization.tokens] == conversation.ids
     assert explanation.lowercase.seen == "the senate the"
+
+
+def test_smoothed_loss_values():
+    assert smoothed([4.0, 2.0], 0.0) == [4.0, 2.0]
+    # Debiased: the first point is the value itself, the second leans towards the first.
+    assert smoothed([4.0, 2.0], 0.5) == pytest.approx([4.0, (0.25 * 4.0 + 0.5 * 2.0) / 0.75])
+    with pytest.raises(ValueError, match="invalid smoothing weight 1"):
+        smoothed([1.0], 1.0)
+
+
+async def test_f6_smooths_the_loss_chart(tiny_checkpoint, tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    losses = [8.0, 6.0, 7.0, 5.0, 6.0, 4.0]
+    with open(folder / "metrics.jsonl", "w", encoding="utf-8") as handle:
+        for step, loss in enumerate(losses, start=1):
+            handle.write(json.dumps({"event": "train", "step": step, "train_loss": loss}) + "\n")
+    app = RomeApp(tiny_checkpoint, SamplingSettings())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        app.open_run(folder)
+        await settle(app, pilot)
+        chart = app.query_one(LossChart)
+        assert chart.smoothing == 0.0
+        await pilot.press("f6")
+        await settle(app, pilot)
+        assert chart.smoothing == 0.6
+        plotted = chart.plt._active.monitor  # plotext's record of the lines it draws
+        assert plotted.label[0] == "train (EMA 0.6)"
+        assert plotted.y[0] == pytest.approx(smoothed(losses, 0.6))
+        assert plotted.y[0] != pytest.approx(losses)
+        for _ in range(3):
+            await pilot.press("f6")
+        await settle(app, pilot)
+        assert chart.smoothing == 0.0

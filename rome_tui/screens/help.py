@@ -66,6 +66,7 @@ layer. It follows the token selected in the Chat tab, and selecting a token here
 | ctrl+o | open a run folder and follow its metrics.jsonl |
 | ctrl+n | start a training run in the background |
 | F8 | stop that training run |
+| F6 | smooth the train loss: off, 0.6, 0.9, 0.99 |
 
 ## Everywhere
 | Key | Action |

@@ -6,7 +6,11 @@ import math
 
 from textual_plotext import PlotextPlot
 
+from rome_core.metrics import smoothed
 from rome_tui.run_history import RunHistory
+
+# What F6 steps through: no smoothing, then heavier exponential moving averages of the train loss.
+SMOOTHING_STEPS = (0.0, 0.6, 0.9, 0.99)
 
 
 def step_ticks(left: float, right: float, count: int) -> list[int]:
@@ -26,12 +30,20 @@ def step_ticks(left: float, right: float, count: int) -> list[int]:
 
 
 class LossChart(PlotextPlot):
-    """Plots every recorded point of a RunHistory (no downsampling, no smoothing)."""
+    """Plots every recorded point of a RunHistory, the train loss optionally smoothed (never downsampled)."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.history = RunHistory()
         self.vocab_size = 3000
+        self.smoothing = 0.0
+
+    def cycle_smoothing(self) -> float:
+        """Move to the next smoothing weight of SMOOTHING_STEPS, redraw, and return it."""
+        index = SMOOTHING_STEPS.index(self.smoothing) if self.smoothing in SMOOTHING_STEPS else -1
+        self.smoothing = SMOOTHING_STEPS[(index + 1) % len(SMOOTHING_STEPS)]
+        self.replot()
+        return self.smoothing
 
     def show(self, history: RunHistory, vocab_size: int) -> None:
         self.history = history
@@ -49,14 +61,18 @@ class LossChart(PlotextPlot):
         history = self.history
         start_loss = math.log(self.vocab_size)
         if self.size.width >= 70:
-            plt.title(f"loss, raw values (red line: untrained model, ln({self.vocab_size}) = {start_loss:.2f}; magenta: resume)")
+            values = f"train smoothed, EMA {self.smoothing:g}" if self.smoothing else "raw values"
+            plt.title(f"loss, {values} (red line: untrained model, ln({self.vocab_size}) = {start_loss:.2f}; magenta: resume)")
         else:
-            plt.title(f"loss (red: untrained, {start_loss:.2f}; magenta: resume)")
+            values = f", EMA {self.smoothing:g}" if self.smoothing else ""
+            plt.title(f"loss{values} (red: untrained, {start_loss:.2f}; magenta: resume)")
         plt.xlabel("step")
         losses = history.train_losses + history.val_losses
         steps = history.train_steps + history.val_steps
         if history.train_steps:
-            plt.plot(history.train_steps, history.train_losses, label="train", color="cyan", marker="braille")
+            train = smoothed(history.train_losses, self.smoothing)
+            label = f"train (EMA {self.smoothing:g})" if self.smoothing else "train"
+            plt.plot(history.train_steps, train, label=label, color="cyan", marker="braille")
         if history.val_steps:
             plt.plot(history.val_steps, history.val_losses, label="validation", color="orange", marker="hd")
         right = max(steps) if steps else 1.0

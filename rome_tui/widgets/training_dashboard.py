@@ -106,11 +106,18 @@ class TrainingDashboard(Widget):
         if self.process_status:
             title.append(f" · {self.process_status}", style="italic")
         self.query_one("#run-title", Static).update(title)
-        keys = "ctrl+o open run · ctrl+n train · F8 stop" if self.size.width >= 110 else "^o open · ^n train · F8 stop"
+        if self.size.width >= 110:
+            keys = "ctrl+o open run · ctrl+n train · F8 stop · F6 smoothing"
+        else:
+            keys = "^o open · ^n train · F8 stop · F6 smooth"
         self.query_one("#run-keys", Static).update(Text(keys, style="dim"))
 
     def on_resize(self) -> None:
         self._redraw_title()
+
+    def cycle_smoothing(self) -> float:
+        """Step the loss chart's smoothing of the train loss (off, 0.6, 0.9, 0.99) and return the new weight."""
+        return self.query_one(LossChart).cycle_smoothing()
 
     def _eta(self) -> str:
         if self.history.ended:
