@@ -9,7 +9,7 @@ from textual_plotext import PlotextPlot
 from rome_core.metrics import smoothed
 from rome_tui.run_history import RunHistory
 
-# What F6 steps through: no smoothing, then heavier exponential moving averages of the train loss.
+# Smoothing weights that F6 steps through: none, then heavier exponential moving averages of the train loss.
 SMOOTHING_STEPS = (0.0, 0.6, 0.9, 0.99)
 
 
