@@ -73,7 +73,7 @@ class MetricsReader:
 def smoothed(values: list[float], weight: float) -> list[float]:
     """Return the exponential moving average of `values` with `weight` on the past (0 returns them as they are).
 
-    The average starts from zero and is divided by 1 - weight**n, as TensorBoard does, so the
+    The average starts from zero and is divided by 1 - weight**n (bias correction), so the
     first points are not pulled towards zero.
     """
     if not 0.0 <= weight < 1.0:
