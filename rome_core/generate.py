@@ -152,6 +152,8 @@ class Generator:
         rng = torch.Generator().manual_seed(settings.seed) if settings.seed is not None else None
         device = next(self.model.parameters()).device
 
+        # decode_step runs plain fp32 (or the weights' dtype); under autocast, use forward's mixed precision.
+        flat_steps = not trace and not torch.is_autocast_enabled(device.type)
         window_start = max(0, len(ids) - self.context)
         slid = window_start > 0
         cache = self.model.new_kv_cache()
@@ -188,7 +190,11 @@ class Generator:
                 break
 
             step_trace = {} if trace else None
-            if cache.length < self.context:
+            if cache.length < self.context and flat_steps:
+                positions = range(len(ids) - 1, len(ids))
+                logits = self.model.decode_step(token_id, cache).view(1, 1, -1)
+                slid = False
+            elif cache.length < self.context:
                 positions = range(len(ids) - 1, len(ids))
                 logits = self.model(torch.tensor([[token_id]], device=device), kv_cache=cache, trace=step_trace)
                 slid = False

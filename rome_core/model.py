@@ -207,6 +207,32 @@ class RomeGPT(nn.Module):
             return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
         return logits
 
+    def decode_step(self, token: int, kv_cache: KVCache) -> Tensor:
+        """Return the next-token logits (vocab,) after one new `token` of a batch-1 sequence, extending `kv_cache`.
+
+        The same maths as `forward` on one cached token, written flat for inference: a step's
+        25 matrix-vector products take about 1.7 ms on a 2-core CPU, and the ~20 module calls,
+        reshapes and cache slices around each sublayer of `forward` would add about as much again.
+        """
+        position = kv_cache.length
+        if position >= self.config.context_length:
+            raise ValueError(f"the cache already holds {position} tokens, the context length")
+        width = (self.config.d_model,)
+        x = self.embed.weight[token] + self.pos_embed.weight[position]
+        for layer, block in enumerate(self.blocks):
+            attn, mlp = block.attn, block.mlp
+            h = F.layer_norm(x, width, block.ln1.weight, block.ln1.bias)
+            # (3 * width,) -> q, k, v of shape (batch 1, heads, 1 query, d_head)
+            q, k, v = torch.addmv(attn.qkv.bias, attn.qkv.weight, h).view(3, 1, attn.n_heads, 1, attn.d_head)
+            keys, values = kv_cache.append(layer, k, v)
+            out = F.scaled_dot_product_attention(q, keys, values)  # one query sees every cached key
+            x = x + torch.addmv(attn.proj.bias, attn.proj.weight, out.view(-1))
+            h = F.layer_norm(x, width, block.ln2.weight, block.ln2.bias)
+            x = x + torch.addmv(mlp.fc_out.bias, mlp.fc_out.weight, F.gelu(torch.addmv(mlp.fc_in.bias, mlp.fc_in.weight, h)))
+        kv_cache.length += 1
+        x = F.layer_norm(x, width, self.ln_final.weight, self.ln_final.bias)
+        return torch.addmv(self.unembed.bias, self.unembed.weight, x)
+
     def use_blocked_attention(self, enabled: bool) -> None:
         """Choose the blocked CPU attention backward (rome_core/attention.py) or plain SDPA for training."""
         for block in self.blocks:

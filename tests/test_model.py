@@ -84,6 +84,25 @@ def test_kv_cache_matches_full_forward(model):
     torch.testing.assert_close(torch.cat([first, rest], dim=1), full, rtol=1e-5, atol=1e-5)
 
 
+def test_decode_step_matches_forward(model):
+    ids = torch.randint(0, 300, (1, 48))
+    with torch.no_grad():
+        full = model(ids)
+        cache = model.new_kv_cache()
+        model(ids[:, :5], kv_cache=cache)
+        # One token at a time up to the last position of the context.
+        steps = [model.decode_step(int(token), cache) for token in ids[0, 5:]]
+        assert cache.length == 48
+        with pytest.raises(ValueError, match="context length"):
+            model.decode_step(1, cache)
+    torch.testing.assert_close(torch.stack(steps), full[0, 5:], rtol=1e-5, atol=1e-5)
+    # The cache holds the same keys as a cached forward of the whole sequence would.
+    reference = model.new_kv_cache()
+    with torch.no_grad():
+        model(ids, kv_cache=reference)
+    torch.testing.assert_close(cache.keys, reference.keys, rtol=1e-5, atol=1e-6)
+
+
 def test_forward_rejects_sequences_past_context(model):
     with pytest.raises(ValueError, match="exceeds the context length"):
         model(torch.zeros(1, 49, dtype=torch.long))
