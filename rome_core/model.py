@@ -99,8 +99,8 @@ def _causal_mask(seq: int, past: int, device: torch.device) -> Tensor:
 
 
 def _dropout(x: Tensor, p: float, training: bool) -> Tensor:
-    # A plain function rather than nn.Dropout: generation calls it 13 times a token, and with
-    # p = 0 or in eval mode it should cost nothing.
+    # A plain function rather than nn.Dropout: traced generation calls it 13 times a token, and
+    # with p = 0 or in eval mode it should cost nothing.
     return F.dropout(x, p, training=True) if training and p > 0 else x
 
 
@@ -210,13 +210,13 @@ class RomeGPT(nn.Module):
     def decode_step(self, token: int, kv_cache: KVCache) -> Tensor:
         """Return the next-token logits (vocab,) after one new `token` of a batch-1 sequence, extending `kv_cache`.
 
-        The same maths as `forward` on one cached token, written flat for inference: a step's
-        25 matrix-vector products take about 1.7 ms on a 2-core CPU, and the ~20 module calls,
-        reshapes and cache slices around each sublayer of `forward` would add about as much again.
+        The same maths as `forward` on one cached token, written flat for inference. A step's 25
+        matrix-vector products take about 1.7 ms on a 2-core CPU. The ~20 module calls, reshapes
+        and cache slices around each sublayer of `forward` would add about as much again.
         """
         position = kv_cache.length
         if position >= self.config.context_length:
-            raise ValueError(f"the cache already holds {position} tokens, the context length")
+            raise ValueError(f"cache full: it has {position} tokens, the context length; slide the window first")
         width = (self.config.d_model,)
         x = self.embed.weight[token] + self.pos_embed.weight[position]
         for layer, block in enumerate(self.blocks):
@@ -225,7 +225,7 @@ class RomeGPT(nn.Module):
             # (3 * width,) -> q, k, v of shape (batch 1, heads, 1 query, d_head)
             q, k, v = torch.addmv(attn.qkv.bias, attn.qkv.weight, h).view(3, 1, attn.n_heads, 1, attn.d_head)
             keys, values = kv_cache.append(layer, k, v)
-            out = F.scaled_dot_product_attention(q, keys, values)  # one query sees every cached key
+            out = F.scaled_dot_product_attention(q, keys, values)  # one query attends to every cached key
             x = x + torch.addmv(attn.proj.bias, attn.proj.weight, out.view(-1))
             h = F.layer_norm(x, width, block.ln2.weight, block.ln2.bias)
             x = x + torch.addmv(mlp.fc_out.bias, mlp.fc_out.weight, F.gelu(torch.addmv(mlp.fc_in.bias, mlp.fc_in.weight, h)))

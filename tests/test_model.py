@@ -93,7 +93,7 @@ def test_decode_step_matches_forward(model):
         # One token at a time up to the last position of the context.
         steps = [model.decode_step(int(token), cache) for token in ids[0, 5:]]
         assert cache.length == 48
-        with pytest.raises(ValueError, match="context length"):
+        with pytest.raises(ValueError, match="cache full"):
             model.decode_step(1, cache)
     torch.testing.assert_close(torch.stack(steps), full[0, 5:], rtol=1e-5, atol=1e-5)
     # The cache holds the same keys as a cached forward of the whole sequence would.
