@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from rome_core.errors import RomeError
-from rome_core.model import RomeGPT, Trace
+from rome_core.model import FlatDecoder, RomeGPT, Trace
 from rome_core.tokenizer import RomeTokenizer
 
 log = logging.getLogger(__name__)
@@ -152,8 +152,8 @@ class Generator:
         rng = torch.Generator().manual_seed(settings.seed) if settings.seed is not None else None
         device = next(self.model.parameters()).device
 
-        # decode_step runs plain fp32 (or the weights' dtype); under autocast, use forward's mixed precision.
-        flat_steps = not trace and not torch.is_autocast_enabled(device.type)
+        # The flat decoder runs in the weights' dtype; under autocast, forward keeps the mixed precision.
+        flat = None if trace or torch.is_autocast_enabled(device.type) else FlatDecoder(self.model)
         window_start = max(0, len(ids) - self.context)
         slid = window_start > 0
         cache = self.model.new_kv_cache()
@@ -190,9 +190,9 @@ class Generator:
                 break
 
             step_trace = {} if trace else None
-            if cache.length < self.context and flat_steps:
+            if cache.length < self.context and flat is not None:
                 positions = range(len(ids) - 1, len(ids))
-                logits = self.model.decode_step(token_id, cache).view(1, 1, -1)
+                logits = flat.step(token_id, cache).view(1, 1, -1)
                 slid = False
             elif cache.length < self.context:
                 positions = range(len(ids) - 1, len(ids))

@@ -3,7 +3,7 @@ import torch
 
 from rome_core.config import PRESETS, ModelConfig
 from rome_core.errors import RomeError
-from rome_core.model import RomeGPT
+from rome_core.model import FlatDecoder, RomeGPT
 from rome_core.trace import hook_names, run_with_trace
 
 
@@ -84,17 +84,18 @@ def test_kv_cache_matches_full_forward(model):
     torch.testing.assert_close(torch.cat([first, rest], dim=1), full, rtol=1e-5, atol=1e-5)
 
 
-def test_decode_step_matches_forward(model):
+def test_flat_decoder_matches_forward(model):
     ids = torch.randint(0, 300, (1, 48))
     with torch.no_grad():
         full = model(ids)
         cache = model.new_kv_cache()
         model(ids[:, :5], kv_cache=cache)
         # One token at a time up to the last position of the context.
-        steps = [model.decode_step(int(token), cache) for token in ids[0, 5:]]
+        decoder = FlatDecoder(model)
+        steps = [decoder.step(int(token), cache) for token in ids[0, 5:]]
         assert cache.length == 48
         with pytest.raises(ValueError, match="cache full"):
-            model.decode_step(1, cache)
+            decoder.step(1, cache)
     torch.testing.assert_close(torch.stack(steps), full[0, 5:], rtol=1e-5, atol=1e-5)
     # The cache holds the same keys as a cached forward of the whole sequence would.
     reference = model.new_kv_cache()
