@@ -68,8 +68,14 @@ def replace_folder_atomically(destination: Path, fill) -> None:
     If the process dies mid-way, `destination` (or, between the two renames, `destination.old`)
     still holds the previous complete folder; `resolve_checkpoint_folder` knows to look there.
     """
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{destination.name}.tmp-", dir=destination.parent))
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{destination.name}.tmp-", dir=destination.parent))
+    except OSError as error:
+        raise RomeError(
+            f"{destination}: failed to create the checkpoint folder ({error.strerror or error}); "
+            "choose a writable --out folder"
+        ) from None
     try:
         fill(tmp)
         # mkdtemp makes a private folder; a checkpoint is meant to be read by others too.

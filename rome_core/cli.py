@@ -107,6 +107,16 @@ def _read_config_file(path: Path) -> dict:
     return overrides
 
 
+def _make_out_folder(out: Path, what: str) -> None:
+    """Create --out (and its parents) now, so a path that cannot be a folder fails before any work."""
+    if out.exists() and not out.is_dir():
+        raise RomeError(f"{out}: --out is a file; choose a folder for {what}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RomeError(f"{out}: cannot create the --out folder ({error.strerror or error}); choose a writable folder for {what}") from None
+
+
 def _training_configs(args):
     """Build the model and training settings from the preset, a resumed run, --config and flags."""
     from rome_core.config import ModelConfig, preset
@@ -114,6 +124,8 @@ def _training_configs(args):
 
     if args.out.exists() and not args.out.is_dir():
         raise RomeError(f"{args.out}: --out is a file; choose a folder for the run")
+    if not args.resume and (args.out / LATEST).exists():
+        raise RomeError(f"{args.out}: a training run already exists there; pass --resume to continue it or choose another --out")
     model_config = preset(args.preset or "rome-22m")
     train_config = TrainConfig()
     if args.preset == "tiny":
@@ -146,6 +158,7 @@ def _training_configs(args):
         model_config = ModelConfig.from_dict({**model_config.__dict__, "dropout": args.dropout}, source="--dropout")
     if resumed_step is not None and train_config.steps <= resumed_step:
         raise RomeError(f"{args.out}: the run is already at step {resumed_step}; pass --steps above {resumed_step} to train further")
+    _make_out_folder(args.out, "the run")
     return model_config, train_config
 
 
@@ -248,6 +261,7 @@ def cmd_export(args) -> int:
     source = args.run.resolve()
     if out in (source, loaded.path.resolve()) or out in source.parents or source in out.parents:
         raise RomeError(f"{args.out}: --out overlaps the checkpoint being exported; choose a folder outside {args.run}")
+    _make_out_folder(args.out, "the checkpoint")
     card = dict(loaded.card)
     card["exported_from"] = loaded.path.name
     card["weights_dtype"] = "bfloat16" if args.bf16 else "float32"

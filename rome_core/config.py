@@ -4,10 +4,36 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 from rome_core.errors import RomeError
+
+
+def check_field_types(cls: type, data: dict, source: str) -> None:
+    """Raise a RomeError naming the first value in `data` whose JSON type does not fit `cls`'s field.
+
+    JSON gives strings, floats, booleans and null as readily as whole numbers, and a dataclass
+    does not check them, so "steps": "20" or 10.5 would otherwise fail deep inside training.
+    """
+    hints = typing.get_type_hints(cls)
+    for name, value in data.items():
+        expected = hints[name]
+        optional = type(None) in typing.get_args(expected)
+        base = int if int in (expected, *typing.get_args(expected)) else float
+        if value is None and optional:
+            continue
+        if base is int:
+            valid = isinstance(value, int) and not isinstance(value, bool)
+            wanted = "a whole number"
+        else:
+            valid = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            wanted = "a finite number"
+        if not valid:
+            also = " or null" if optional else ""
+            raise RomeError(f"{source}: invalid setting {name}={json.dumps(value)}; use {wanted}{also}")
 
 
 @dataclass(frozen=True)
@@ -47,6 +73,7 @@ class ModelConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise RomeError(f"{source}: unknown config keys {unknown}; expected some of {sorted(known)}")
+        check_field_types(cls, data, source)
         try:
             return cls(**data)
         except TypeError as error:

@@ -29,7 +29,7 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
 from rome_core.checkpoint import CARD_FILE, save_checkpoint
-from rome_core.config import ModelConfig
+from rome_core.config import ModelConfig, check_field_types
 from rome_core.corpus import TokenizedCorpus
 from rome_core.errors import RomeError
 from rome_core.generate import Generator, SamplingSettings
@@ -78,6 +78,17 @@ class TrainConfig:
             raise RomeError(f"invalid training setting: warmup_steps={self.warmup_steps} must be 0 or more")
         if not self.lr > 0:
             raise RomeError(f"invalid training setting: lr={self.lr} must be positive")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise RomeError(f"invalid training setting: min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")
+        for name in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise RomeError(f"invalid training setting: {name}={getattr(self, name)} must be in [0, 1)")
+        if self.weight_decay < 0:
+            raise RomeError(f"invalid training setting: weight_decay={self.weight_decay} must be 0 or more")
+        if not self.grad_clip > 0:
+            raise RomeError(f"invalid training setting: grad_clip={self.grad_clip} must be positive")
+        if self.seq_len is not None and self.seq_len < 1:
+            raise RomeError(f"invalid training setting: seq_len={self.seq_len} must be at least 1 (or null for the full context)")
 
     def lr_at(self, step: int) -> float:
         """Linear warmup to `lr`, then cosine decay to `lr * min_lr_ratio` at `steps`."""
@@ -94,7 +105,11 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise RomeError(f"{source}: unknown training settings {unknown}; expected some of {sorted(known)}")
-        return cls(**data)
+        check_field_types(cls, data, source)
+        try:
+            return cls(**data)
+        except RomeError as error:
+            raise RomeError(f"{source}: {error}") from None
 
 
 @dataclass

@@ -205,3 +205,35 @@ def test_train_cli_rejects_bad_out_and_resume(tiny_run, sample_corpus_dir, tmp_p
     assert "already at step 40" in capsys.readouterr().err
     assert main(["train", "--data", str(sample_corpus_dir), "--out", str(tiny_run), "--resume", "--preset", "rome-22m", "--steps", "50"]) == 2
     assert "another model shape" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ('{"train": {"steps": 10.5}}', "invalid setting steps=10.5; use a whole number"),
+        ('{"train": {"lr": "fast"}}', 'invalid setting lr="fast"; use a finite number'),
+        ('{"train": {"batch_size": null}}', "invalid setting batch_size=null; use a whole number"),
+        ('{"train": {"beta1": 1.5}}', "beta1=1.5 must be in [0, 1)"),
+        ('{"model": {"n_layers": "3"}}', 'invalid setting n_layers="3"; use a whole number'),
+    ],
+)
+def test_config_value_types_checked(sample_corpus_dir, tmp_path, capsys, config, message):
+    from rome_core.cli import main
+
+    (tmp_path / "config.json").write_text(config)
+    out = tmp_path / "run"
+    code = main(["train", "--data", str(sample_corpus_dir), "--out", str(out), "--preset", "tiny", "--config", str(tmp_path / "config.json")])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()  # rejected before anything is written
+
+
+def test_impossible_out_folder_rejected(tiny_run, sample_corpus_dir, tmp_path, capsys):
+    from rome_core.cli import main
+
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    assert main(["train", "--data", str(sample_corpus_dir), "--out", str(a_file / "run"), "--preset", "tiny"]) == 2
+    assert "cannot create the --out folder (Not a directory)" in capsys.readouterr().err
+    assert main(["export", str(tiny_run), "--out", str(a_file / "export")]) == 2
+    assert "cannot create the --out folder (Not a directory)" in capsys.readouterr().err
