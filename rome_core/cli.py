@@ -107,14 +107,14 @@ def _read_config_file(path: Path) -> dict:
     return overrides
 
 
-def _make_out_folder(out: Path, what: str) -> None:
+def _make_out_folder(out: Path, purpose: str) -> None:
     """Create --out (and its parents) now, so a path that cannot be a folder fails before any work."""
     if out.exists() and not out.is_dir():
-        raise RomeError(f"{out}: --out is a file; choose a folder for {what}")
+        raise RomeError(f"{out}: --out is a file; choose a folder for {purpose}")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise RomeError(f"{out}: cannot create the --out folder ({error.strerror or error}); choose a writable folder for {what}") from None
+        raise RomeError(f"{out}: cannot create the --out folder ({error.strerror or error}); choose a writable folder for {purpose}") from None
 
 
 def _training_configs(args):

@@ -27,13 +27,13 @@ def check_field_types(cls: type, data: dict, source: str) -> None:
             continue
         if base is int:
             valid = isinstance(value, int) and not isinstance(value, bool)
-            wanted = "a whole number"
+            requirement = "a whole number"
         else:
             valid = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            wanted = "a finite number"
+            requirement = "a finite number"
         if not valid:
             also = " or null" if optional else ""
-            raise RomeError(f"{source}: invalid setting {name}={json.dumps(value)}; use {wanted}{also}")
+            raise RomeError(f"{source}: invalid setting {name}={json.dumps(value)}; use {requirement}{also}")
 
 
 @dataclass(frozen=True)
