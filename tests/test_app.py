@@ -711,8 +711,8 @@ def test_inside_view_chat_tokens(tiny_loaded):
     conversation.add_user_message("The SENATE")
     conversation.start_reply()
     settings = SamplingSettings()
-    for index, letter in enumerate(" the"):
-        token_id = tokenizer.encode_ids(letter, start_of_text=False)[0]
+    letters = [tokenizer.encode_ids(letter, start_of_text=False)[0] for letter in " the"]
+    for index, token_id in enumerate([*letters, tokenizer.unk_id]):
         candidate = Candidate(id=token_id, text=tokenizer.id_to_token(token_id), prob=0.5, sample_prob=0.5)
         position = len(conversation.chips)
         step = Step(index, candidate, [candidate], 1, 0, range(position, position + 1), False)
@@ -724,7 +724,8 @@ def test_inside_view_chat_tokens(tiny_loaded):
     assert prompt.ids == conversation.ids
     explanation = explain_trace(tiny_loaded, prompt)
     assert [token.id for token in explanation.tokenization.tokens] == conversation.ids
-    assert explanation.lowercase.seen == "the senate the"
+    assert explanation.lowercase.seen == "the senate the[UNK]"
+    assert explanation.tokenization.tokens[-1].unknown  # a generated [UNK] stays one unknown token
 
 
 def test_smoothed_loss_values():
