@@ -35,6 +35,7 @@ def _add_sampling_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-p", type=float, default=0.95, help="sample from the smallest set with this probability mass; 1 turns it off (default 0.95)")
     parser.add_argument("--max-tokens", type=int, default=200, help="stop after this many new tokens (default 200)")
     parser.add_argument("--seed", type=int, default=None, help="random seed for reproducible sampling")
+    parser.add_argument("--allow-unk", action="store_true", help="let sampling pick [UNK] (off by default: it carries no text)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,7 +207,10 @@ def cmd_generate(args) -> int:
     from rome_core.checkpoint import load_checkpoint
     from rome_core.generate import Generator, SamplingSettings
 
-    settings = SamplingSettings(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed)
+    settings = SamplingSettings(
+        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, max_tokens=args.max_tokens,
+        seed=args.seed, allow_unknown=args.allow_unk,
+    )
     loaded = load_checkpoint(_checkpoint_arg(args))
     encoding = loaded.tokenizer.encode(args.prompt)
     sys.stdout.write(encoding.text)

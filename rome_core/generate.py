@@ -24,7 +24,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SamplingSettings:
-    """Settings that choose the next token. temperature 0 is greedy, and top_k 0 and top_p 1.0 switch those filters off."""
+    """Settings that choose the next token. temperature 0 is greedy, and top_k 0 and top_p 1.0 switch those filters off.
+
+    `allow_unknown` False keeps [UNK] out of the sampled tokens: it carries no text, and after an
+    unknown character the model tends to predict a run of them. Its probability is still shown.
+    """
 
     temperature: float = 0.8
     top_k: int = 40
@@ -32,6 +36,7 @@ class SamplingSettings:
     max_tokens: int = 200
     seed: int | None = None
     shown_candidates: int = 10
+    allow_unknown: bool = False
 
     def __post_init__(self) -> None:
         if not (self.temperature >= 0.0 and self.temperature <= 100.0):
@@ -86,11 +91,18 @@ class Distribution:
     kept: int
 
 
-def next_token_distribution(logits: Tensor, settings: SamplingSettings) -> Distribution:
-    """Apply temperature, top-k and top-p to one row of logits (shape (vocab,))."""
+def next_token_distribution(logits: Tensor, settings: SamplingSettings, unknown_id: int | None = None) -> Distribution:
+    """Apply temperature, top-k and top-p to one row of logits (shape (vocab,)).
+
+    `unknown_id` names the [UNK] token, which sampling skips unless `settings.allow_unknown`.
+    """
     logits = logits.float()
     probs = torch.softmax(logits, dim=-1)
     vocab = logits.shape[-1]
+    skip_unknown = unknown_id is not None and not settings.allow_unknown
+    if skip_unknown:
+        logits = logits.clone()
+        logits[unknown_id] = float("-inf")
     if settings.temperature == 0.0:
         sample = torch.zeros_like(probs)
         sample[int(torch.argmax(logits))] = 1.0
@@ -98,6 +110,8 @@ def next_token_distribution(logits: Tensor, settings: SamplingSettings) -> Distr
 
     scaled = torch.softmax(logits / settings.temperature, dim=-1)
     keep = torch.ones(vocab, dtype=torch.bool)
+    if skip_unknown:
+        keep[unknown_id] = False
     order = torch.argsort(scaled, descending=True)
     if settings.top_k:
         k = min(settings.top_k, vocab)
@@ -165,7 +179,7 @@ class Generator:
             if should_stop is not None and should_stop():
                 self.finish_reason = "cancelled"
                 return
-            dist = next_token_distribution(logits[0, -1], settings)
+            dist = next_token_distribution(logits[0, -1], settings, self.tokenizer.unk_id)
             if settings.temperature == 0.0:
                 token_id = int(torch.argmax(dist.sample_probs))
             else:

@@ -265,6 +265,21 @@ async def test_settings_modal_rejects_invalid(tiny_checkpoint):
         assert app.settings.top_p == 0.9
         assert app.settings.seed is None
         assert "temp 0 " in str(app.query_one("#status-bar").content)
+        assert app.settings.allow_unknown is False
+
+
+async def test_settings_modal_allows_unknown(tiny_checkpoint):
+    app = RomeApp(tiny_checkpoint, SETTINGS)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("f2")
+        await pilot.pause()
+        assert "[UNK]" in str(app.screen.query_one("#allow_unknown").label)
+        await pilot.click("#allow_unknown")
+        await pilot.click("#apply")
+        await pilot.pause()
+        assert not isinstance(app.screen, SettingsScreen)
+        assert app.settings.allow_unknown is True
 
 
 def write_lines(path: Path, records: list[dict], partial: str = "") -> None:

@@ -1,4 +1,5 @@
 import copy
+from dataclasses import replace
 
 import pytest
 import torch
@@ -149,3 +150,20 @@ def test_step_traces_assemble_into_a_full_forward(tiny_loaded, no_eot_model):
 def test_huge_seed_is_rejected():
     with pytest.raises(RomeError, match="invalid seed"):
         SamplingSettings(seed=99999999999999999999999)
+
+
+def test_unknown_token_is_not_sampled_unless_allowed(tiny_loaded):
+    tokenizer = tiny_loaded.tokenizer
+    model = copy.deepcopy(tiny_loaded.model)
+    with torch.no_grad():
+        model.unembed.bias[tokenizer.unk_id] = 50.0  # the model now all but always predicts [UNK]
+    ids = tokenizer.encode_ids("the senate")
+    for temperature in (0.0, 0.8):
+        settings = SamplingSettings(temperature=temperature, max_tokens=5, seed=3)
+        steps = list(Generator(model, tokenizer).stream(ids, settings))
+        assert steps and all(step.token.id != tokenizer.unk_id for step in steps)
+        # The candidates still show what the model itself predicts.
+        assert steps[0].candidates[0].id == tokenizer.unk_id
+        assert steps[0].candidates[0].sample_prob == 0.0
+        allowed = list(Generator(model, tokenizer).stream(ids, replace(settings, allow_unknown=True)))
+        assert allowed[0].token.id == tokenizer.unk_id

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
+from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label
+from textual.widgets import Button, Checkbox, Input, Label
 
 from rome_core.errors import RomeError
 from rome_core.generate import SamplingSettings
@@ -20,9 +22,9 @@ FIELDS = [
 ]
 
 
-def parse_settings(values: dict[str, str]) -> SamplingSettings:
+def parse_settings(values: dict[str, str], allow_unknown: bool = False) -> SamplingSettings:
     """Build SamplingSettings from the form's strings; raises RomeError naming the bad value and the fix."""
-    parsed: dict[str, float | int | None] = {}
+    parsed: dict[str, float | int | bool | None] = {"allow_unknown": allow_unknown}
     for name, label, _ in FIELDS:
         raw = values[name].strip()
         if name == "seed" and raw == "":
@@ -58,6 +60,11 @@ class SettingsScreen(ModalScreen[SamplingSettings | None]):
                     else:
                         shown = str(value)
                     yield Input(shown, id=name, tooltip=hint)
+            # Content and Text, not str: "[UNK]" would otherwise be read as markup.
+            yield Checkbox(
+                Content("let sampling pick [UNK]"), self.settings.allow_unknown, id="allow_unknown",
+                tooltip=Text("off: [UNK] is never chosen (its probability is still shown)"),
+            )
             yield Label("", id="settings-error", classes="dialog-error", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Apply", variant="primary", id="apply")
@@ -75,7 +82,7 @@ class SettingsScreen(ModalScreen[SamplingSettings | None]):
     def _apply(self) -> None:
         values = {name: self.query_one(f"#{name}", Input).value for name, _, _ in FIELDS}
         try:
-            settings = parse_settings(values)
+            settings = parse_settings(values, self.query_one("#allow_unknown", Checkbox).value)
         except RomeError as error:
             self.query_one("#settings-error", Label).update(str(error))
             return
