@@ -325,10 +325,28 @@ def cmd_explain(args) -> int:
     return 0
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of each record.
+
+    The training progress bar (Rich) swaps sys.stderr for a proxy that prints above the bar; a
+    plain StreamHandler keeps the stream it started with and would write into the bar's line.
+    """
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    handler = _CurrentStderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     handlers = {"train": cmd_train, "generate": cmd_generate, "tokenize": cmd_tokenize, "info": cmd_info, "explain": cmd_explain, "export": cmd_export}
     try:
         if args.command is None:
