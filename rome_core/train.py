@@ -415,6 +415,7 @@ class Trainer:
                     "precision": "bf16" if self.precision else "fp32",
                     "device": str(self.device),
                     "parameters": self.model.num_parameters(),
+                    "vocab_size": self.model_config.vocab_size,
                 }
             )
         self.model.train()

@@ -64,6 +64,7 @@ class RunHistory:
     probe_prompt: str | None = None
     probe: list[tuple[str, float]] = field(default_factory=list)
     ended: bool = False
+    vocab_size: int | None = None  # from the start record; older runs have it only in config.json
 
     def add(self, record: dict) -> None:
         self.records += 1
@@ -80,6 +81,9 @@ class RunHistory:
             self.elapsed_s = elapsed
         if event in ("start", "resume"):
             self.ended = False
+            vocab_size = number(record.get("vocab_size"))
+            if vocab_size is not None and vocab_size > 1:
+                self.vocab_size = int(vocab_size)
             if event == "resume" and step is not None:
                 self.resumes.append(step)
         elif event == "train":

@@ -40,6 +40,7 @@ def test_tiny_run_writes_checkpoints_and_metrics(tiny_run):
     assert (tiny_run / "best" / "model.safetensors").is_file()
     records = read_metrics(tiny_run)
     assert records[0]["event"] == "start"
+    assert records[0]["vocab_size"] == load_checkpoint(tiny_run).model.config.vocab_size
     assert records[-1]["event"] == "end"
     train = [r for r in records if r["event"] == "train"]
     assert {"step", "tokens", "train_loss", "lr", "tokens_per_s", "elapsed_s"} <= train[0].keys()

@@ -129,7 +129,7 @@ class TrainingDashboard(Widget):
     def _redraw(self) -> None:
         self._redraw_title()
         history = self.history
-        self.query_one(LossChart).show(history, self.vocab_size)
+        self.query_one(LossChart).show(history, history.vocab_size or self.vocab_size)
 
         stats = Text()
         rows = [
