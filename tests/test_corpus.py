@@ -111,3 +111,13 @@ def test_binary_files_are_rejected(tmp_path):
     noise.write_bytes(bytes(range(128, 256)) * 40)
     with pytest.raises(RomeError, match="noise.txt: not UTF-8 text"):
         corpus.read_document(noise)
+
+
+def test_split_cuts_at_the_nearest_paragraph_break():
+    # Paragraph breaks at about 44%, 49% and 89%: taking the next break after each cut point
+    # would hold out 40% of the document instead of its second paragraph.
+    paragraph = " ".join(["word"] * 20)
+    paragraphs = [" ".join([paragraph] * count) for count in (44, 5, 40, 11)]
+    train, val = corpus.split_document("\n\n".join(paragraphs))
+    assert val == paragraphs[1]
+    assert train == [paragraphs[0], "\n\n".join(paragraphs[2:])]
