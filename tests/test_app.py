@@ -29,7 +29,7 @@ from rome_tui.widgets.chat_log import MessageView
 from rome_tui.widgets.loss_chart import LossChart
 from rome_tui.widgets.prompt_input import PromptInput
 from rome_tui.widgets.token_strip import TokenStrip
-from rome_tui.widgets.topk_panel import TopKPanel
+from rome_tui.widgets.topk_panel import TopKPanel, row_layout
 from rome_tui.widgets.training_dashboard import TrainingDashboard
 
 SETTINGS = SamplingSettings(temperature=0.8, top_k=40, top_p=0.95, max_tokens=12, seed=7)
@@ -788,3 +788,12 @@ async def test_f6_smooths_the_loss_chart(tiny_checkpoint, tmp_path):
             await pilot.press("f6")
         await settle(app, pilot)
         assert chart.smoothing == 0.0
+
+
+@pytest.mark.parametrize("panel_width", [18, 22, 26, 30, 40, 60])
+@pytest.mark.parametrize("sampled", [False, True])
+def test_candidate_rows_fit_panel(panel_width, sampled):
+    label_width, bar_width = row_layout(panel_width, sampled)
+    row_width = 1 + label_width + 1 + bar_width + 7 + (7 if sampled else 0)
+    assert row_width <= panel_width or bar_width == 0
+    assert label_width >= 5

@@ -63,7 +63,7 @@ class SettingsScreen(ModalScreen[SamplingSettings | None]):
             # Content and Text, not str: "[UNK]" would otherwise be read as markup.
             yield Checkbox(
                 Content("let sampling pick [UNK]"), self.settings.allow_unknown, id="allow_unknown",
-                tooltip=Text("off: [UNK] is never chosen (its probability is still shown)"),
+                tooltip=Text("off: [UNK] is never chosen (its probability is still shown)"), compact=True,
             )
             yield Label("", id="settings-error", classes="dialog-error", markup=False)
             with Horizontal(classes="dialog-buttons"):

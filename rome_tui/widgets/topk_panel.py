@@ -36,6 +36,22 @@ def bar(fraction: float, width: int) -> str:
     return ("█" * full + (BLOCKS[part] if part else "")).ljust(width)
 
 
+def row_layout(panel_width: int, sampled: bool) -> tuple[int, int]:
+    """Return the label and bar widths that fit a candidate row in `panel_width` columns.
+
+    A row is the marker, the label, a space, the bar, the model percentage and, when sampled,
+    the sampling percentage (7 columns each). Narrow panels shorten the bar, then the label,
+    then drop the bar, so a row never wraps.
+    """
+    fixed = 1 + 1 + 7 + (7 if sampled else 0)
+    label_width = LABEL_WIDTH
+    bar_width = panel_width - fixed - label_width
+    if bar_width < 3:
+        label_width = max(5, label_width - (3 - bar_width))
+        bar_width = panel_width - fixed - label_width
+    return label_width, max(0, bar_width) if bar_width >= 2 else 0
+
+
 class TopKPanel(Widget):
     """For position p it shows the distribution the model computed at p - 1, with the real token at p marked."""
 
@@ -95,19 +111,21 @@ class TopKPanel(Widget):
             text.append(f" for token {position} {visible(chip.text)!r}", style="bold")
         text.truncate(max(1, self.size.width), overflow="ellipsis")
         text.append("\n")
-        width = max(4, self.size.width - LABEL_WIDTH - 16)
+        sampled = any(row.sample_prob is not None for row in self.rows)
+        label_width, width = row_layout(self.size.width, sampled)
         # Short panels show fewer candidates, but always the chosen one.
         room = max(1, self.size.height - 3)
-        if any(row.sample_prob is not None for row in self.rows) and len(self.rows) < room:
-            text.append(f"{'':{LABEL_WIDTH + 2 + width}}{'model':>7}{'sample':>7}\n", style="dim")
+        if sampled and len(self.rows) < room:
+            text.append(f"{'':{label_width + 2 + width}}{'model':>7}{'sample':>7}\n", style="dim")
         rows = self.rows[:room]
         if not any(row.chosen for row in rows):
             rows = [*rows[: room - 1], *[row for row in self.rows if row.chosen]]
         for row in rows:
             style = CHOSEN_STYLE if row.chosen else Style()
-            label = visible(row.text)[:LABEL_WIDTH]
-            text.append(f"{'▶' if row.chosen else ' '}{label:<{LABEL_WIDTH}} ", style=style)
-            text.append(bar(row.prob, width), style=CHOSEN_STYLE if row.chosen else BAR_STYLE)
+            label = visible(row.text)[:label_width]
+            text.append(f"{'▶' if row.chosen else ' '}{label:<{label_width}} ", style=style)
+            if width:
+                text.append(bar(row.prob, width), style=CHOSEN_STYLE if row.chosen else BAR_STYLE)
             text.append(f" {row.prob:6.1%}", style=style)
             if row.sample_prob is not None:
                 text.append(f" {row.sample_prob:6.1%}", style=Style(dim=True))
