@@ -148,6 +148,8 @@ def resolve_checkpoint_folder(path: Path) -> Path:
         candidate = path / name
         if candidate.is_dir() or candidate.with_name(name + ".old").is_dir():
             return resolve_checkpoint_folder(candidate)
+    if (path / "metrics.jsonl").is_file():
+        raise RomeError(f"{path}: this run has not saved a checkpoint yet; wait for its first checkpoint or pass another folder")
     raise RomeError(f"{path}: no {WEIGHTS_FILE} here and no best/ or latest/ checkpoint inside; is this a RomeGPT run folder?")
 
 

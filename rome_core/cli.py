@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="print a checkpoint's size, settings and training record")
     info.add_argument("path", nargs="?", type=Path, default=None, help="checkpoint folder (default: the shipped model)")
+    info.add_argument("--checkpoint", type=Path, default=None, dest="sub_checkpoint", help=argparse.SUPPRESS)
 
     explain = sub.add_parser("explain", help="walk through the model's forward pass for a prompt, stage by stage")
     explain.add_argument("prompt", help="text to run through the model (lowercased before use)")
@@ -211,6 +212,8 @@ def cmd_generate(args) -> int:
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, max_tokens=args.max_tokens,
         seed=args.seed, allow_unknown=args.allow_unk,
     )
+    if not args.prompt.strip():
+        raise RomeError(f"the prompt {args.prompt!r} has no text; give some words to continue")
     loaded = load_checkpoint(_checkpoint_arg(args))
     encoding = loaded.tokenizer.encode(args.prompt)
     sys.stdout.write(encoding.text)
@@ -220,6 +223,8 @@ def cmd_generate(args) -> int:
         sys.stdout.write(step.token.text)
         sys.stdout.flush()
     sys.stdout.write("\n")
+    if generator.finish_reason == "end_of_text":
+        print("romegpt: the model ended the text (end-of-text token) before --max-tokens", file=sys.stderr)
     return 0
 
 
@@ -283,7 +288,7 @@ def cmd_export(args) -> int:
 def cmd_info(args) -> int:
     from rome_core.checkpoint import load_checkpoint
 
-    loaded = load_checkpoint(args.path or args.checkpoint)
+    loaded = load_checkpoint(args.path or _checkpoint_arg(args))
     config = loaded.model.config
     count = loaded.model.num_parameters()
     print(f"checkpoint  {loaded.path}")
@@ -306,7 +311,7 @@ def cmd_explain(args) -> int:
     from rome_core.explain import explain
     from rome_tui.explain_render import render_explanation
 
-    if not args.prompt:
+    if not args.prompt.strip():
         raise RomeError('the prompt is empty; pass some text, e.g. romegpt explain "who is caesar?"')
     loaded = load_checkpoint(_checkpoint_arg(args))
     explanation = explain(loaded, args.prompt, position=args.position, top_k=args.top_k)

@@ -1,3 +1,4 @@
+import copy
 import errno
 import json
 import pickle
@@ -159,3 +160,33 @@ def test_exported_checkpoint_is_readable_by_others(tiny_run, tmp_path):
     assert main(["export", str(tiny_run), "--out", str(tmp_path / "shared")]) == 0
     assert (tmp_path / "shared").stat().st_mode & 0o777 == 0o755
     assert (tmp_path / "shared" / "model.safetensors").stat().st_mode & 0o777 == 0o644
+
+
+def test_cli_generate_and_info_details(tiny_run, tiny_checkpoint, tmp_path, capsys):
+    from rome_core.cli import main
+
+    assert main(["generate", "   ", "--checkpoint", str(tiny_checkpoint)]) == 2
+    assert "the prompt '   ' has no text" in capsys.readouterr().err
+    assert main(["info", "--checkpoint", str(tiny_checkpoint)]) == 0
+    assert str(tiny_checkpoint) in capsys.readouterr().out
+    fresh_run = tmp_path / "fresh"
+    fresh_run.mkdir()
+    (fresh_run / "metrics.jsonl").write_text('{"event": "start", "step": 0}\n')
+    assert main(["info", str(fresh_run)]) == 2
+    assert "this run has not saved a checkpoint yet" in capsys.readouterr().err
+
+
+def test_cli_generate_reports_end_of_text(tiny_loaded, tmp_path, capsys):
+    import torch
+
+    from rome_core.checkpoint import save_checkpoint
+    from rome_core.cli import main
+
+    model = copy.deepcopy(tiny_loaded.model)
+    with torch.no_grad():
+        model.unembed.bias[tiny_loaded.tokenizer.eot_id] = 1e4  # always ends the text at once
+    save_checkpoint(tmp_path / "ends", model, tiny_loaded.tokenizer, {})
+    assert main(["generate", "the senate", "--checkpoint", str(tmp_path / "ends")]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "the senate\n"
+    assert "ended the text (end-of-text token)" in captured.err

@@ -246,6 +246,7 @@ def test_cli_json_file(capsys, tiny_checkpoint, tmp_path):
     ("args", "message"),
     [
         (["", ], "the prompt is empty"),
+        (["   "], "the prompt is empty"),
         ([PROMPT, "--position", "99"], "position 99 is out of range"),
         ([PROMPT, "--position", "-1"], "position -1 is out of range"),
         ([PROMPT, "--top-k", "0"], "invalid top-k 0"),
