@@ -174,6 +174,9 @@ def cmd_train(args) -> int:
 
     model_config, train_config = _training_configs(args)
     ctx = DistributedContext.from_env()
+    if not ctx.is_main:
+        # Every rank reads the same corpus; only rank 0 reports it (warnings still come through).
+        logging.getLogger("rome_core").setLevel(logging.WARNING)
     tokenizer = None
     run_tokenizer = args.out / LATEST / "tokenizer.json"
     if args.resume and run_tokenizer.is_file():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -179,7 +180,7 @@ class RomeApp(App):
         self.query_one("#inside-placeholder").remove()
         pane.mount(InsideView(loaded, id="inside-view"))
         if not self.run_opened:
-            self.query_one(TrainingDashboard).follow(loaded.path, f"{model_label(loaded.path)}: recorded training", loaded.tokenizer.vocab_size)
+            self.query_one(TrainingDashboard).follow(loaded.path, f"{model_label(loaded.path)}: training metrics", loaded.tokenizer.vocab_size)
         if self._queued_message is not None:
             text, self._queued_message = self._queued_message, None
             self._send(text)
@@ -503,7 +504,9 @@ class RomeApp(App):
             self.notify("Nothing to copy yet.", severity="warning")
             return
         self.copy_to_clipboard(self.conversation.transcript())
-        self.notify("Conversation copied to the clipboard.")
+        # Textual sends the text as an OSC 52 escape sequence, which some terminals (and tmux
+        # without set-clipboard) ignore, so the message cannot promise more.
+        self.notify("Conversation sent to the terminal's clipboard (OSC 52); if nothing arrives, F3 saves it to a file.")
 
     def action_save_conversation(self) -> None:
         if self.conversation is None or not self.conversation.turns:
@@ -558,8 +561,11 @@ class RomeApp(App):
     def export_trace(self, path: Path) -> None:
         try:
             document = self.trace_document()
-            with open(path, "w", encoding="utf-8") as handle:
+            # Write beside the target and rename, so a reader never sees a half-written file.
+            partial = path.with_name(f".{path.name}.partial")
+            with open(partial, "w", encoding="utf-8") as handle:
                 json.dump(document, handle)
+            os.replace(partial, path)
         except OSError as error:
             self.call_from_thread(self.notify, f"Cannot export to {path}: {error.strerror or error}", severity="error")
             return

@@ -435,6 +435,7 @@ async def test_save_copy_and_export(tiny_checkpoint, tiny_loaded, tmp_path):
         await pilot.press("enter")
         await settle(app, pilot)
         assert f"Trace exported to {exported}." in notifications(app)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["chat.txt", "trace.json"]  # no partial file left
         document = json.loads(exported.read_text(encoding="utf-8"))
         trace = app.conversation.trace
         assert document["token_ids"] == app.conversation.ids[: trace.length]
