@@ -86,10 +86,11 @@ class AttentionHeatmap(Widget):
         """Build the one-line title: whose row is marked, the layer and head, and the keys if they fit."""
         wide = self.size.width >= 70
         if self.head_index is None:
-            head = "average of heads" if wide else "H avg"
+            head = "average of heads" if wide else "h avg"
         else:
-            head = f"head {self.head_index + 1}/{self.n_heads}" if wide else f"H{self.head_index + 1}/{self.n_heads}"
-        layer = f"layer {self.layer_index + 1}/{self.n_layers}" if wide else f"L{self.layer_index + 1}/{self.n_layers}"
+            head = f"head h{self.head_index} of h0–h{self.n_heads - 1}" if wide else f"h{self.head_index}"
+        # Counted from 0, like the hook names (blocks.0.attn.hook_pattern), the Inside tab and `romegpt explain`.
+        layer = f"layer {self.layer_index} of 0–{self.n_layers - 1}" if wide else f"L{self.layer_index}"
         title = Text("Attention ", style="bold")
         title.append(f"{layer} · {head}", style="bold")
         title.append(f"  {subject}")
