@@ -607,6 +607,16 @@ async def test_token_strip_scrolls_to_selection(tiny_checkpoint):
         await pilot.wait_for_scheduled_animations()
         assert scroll.scroll_y == 0
 
+        # After a resize rewraps the chips, the selected one is scrolled back into view.
+        await pilot.press("end", "left", "left")
+        await settle(app, pilot)
+        await pilot.wait_for_scheduled_animations()
+        await pilot.resize_terminal(60, 24)
+        await settle(app, pilot)
+        await pilot.wait_for_scheduled_animations()
+        row = strip._placed(strip.selected).row
+        assert scroll.scroll_y <= row < scroll.scroll_y + scroll.scrollable_content_region.height
+
 
 async def test_heatmap_and_candidates_same_token(tiny_checkpoint):
     app = RomeApp(tiny_checkpoint, SETTINGS)

@@ -115,7 +115,7 @@ class AttentionHeatmap(Widget):
         if not conversation.traced(selected):
             # The newest token has not been through the model yet (the next step would read it),
             # so show the newest query that has.
-            note = f"(token {selected} not read by the model yet)"
+            note = f"(token {selected} not read by the model yet)" if self.size.width >= 70 else f"({selected} not read yet)"
             selected = start + count - 1
         local = selected - start
         chips = conversation.chips

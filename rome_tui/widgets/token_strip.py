@@ -122,6 +122,11 @@ class TokenStrip(Widget, can_focus=True):
         self.refresh()
         self.call_after_refresh(self.scroll_to_selected)
 
+    def on_resize(self) -> None:
+        # A new width rewraps the chips, which moves the selected one to another row.
+        if self.selected is not None:
+            self.call_after_refresh(self.scroll_to_selected)
+
     def scroll_to_selected(self) -> None:
         """Scroll the surrounding container so the selected chip's row is in view."""
         placed = self._placed(self.selected)
