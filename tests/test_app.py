@@ -630,7 +630,7 @@ async def test_heatmap_and_candidates_same_token(tiny_checkpoint):
         heatmap = app.query_one(AttentionHeatmap)
         topk = app.query_one(TopKPanel)
         assert heatmap.drawn_position == strip.selected == topk.selected == 5
-        assert "▶ = token 5 '" in heatmap.render().plain
+        assert "▶ 5 '" in heatmap.render().plain
         candidates = topk.render().plain
         assert "Candidates for token 5 " in candidates
         assert "predicted at token 4" in candidates

@@ -120,7 +120,7 @@ class AttentionHeatmap(Widget):
         local = selected - start
         chips = conversation.chips
         chip_text = visible(chips[selected].text) if selected < len(chips) else "?"
-        subject = f"▶ row: what token {selected} {chip_text!r} attends to" if self.size.width >= 70 else f"▶ = token {selected} {chip_text!r}"
+        subject = f"▶ row: what token {selected} {chip_text!r} attends to" if self.size.width >= 70 else f"▶ {selected} {chip_text!r}"
         text = self.title(subject, note)
         text.append("\n")
 
