@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from rome_core.errors import RomeError
@@ -109,14 +110,27 @@ def _read_config_file(path: Path) -> dict:
     return overrides
 
 
-def _make_out_folder(out: Path, purpose: str) -> None:
-    """Create --out (and its parents) now, so a path that cannot be a folder fails before any work."""
-    if out.exists() and not out.is_dir():
+def _check_out_path(out: Path, purpose: str) -> None:
+    """Reject an --out that is empty or names a file, before any work."""
+    if not str(out).strip() or str(out) == ".":
+        raise RomeError(f"--out {str(out)!r} (or empty) would write into the current folder; give a folder for {purpose}, e.g. --out runs/first")
+    try:
+        is_file = out.exists() and not out.is_dir()
+    except OSError as error:  # e.g. a name longer than the file system allows
+        raise RomeError(f"{out}: invalid --out path ({error.strerror or error}); choose a shorter or simpler path") from None
+    if is_file:
         raise RomeError(f"{out}: --out is a file; choose a folder for {purpose}")
+
+
+def _make_out_folder(out: Path, purpose: str) -> None:
+    """Create --out (and its parents) and check it takes files, so a bad path fails before any work."""
+    _check_out_path(out, purpose)
     try:
         out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
     except OSError as error:
-        raise RomeError(f"{out}: cannot create the --out folder ({error.strerror or error}); choose a writable folder for {purpose}") from None
+        raise RomeError(f"{out}: cannot write to the --out folder ({error.strerror or error}); choose a writable folder for {purpose}") from None
 
 
 def _training_configs(args):
@@ -124,8 +138,10 @@ def _training_configs(args):
     from rome_core.config import ModelConfig, preset
     from rome_core.train import LATEST, STATE_FILE, TrainConfig
 
-    if args.out.exists() and not args.out.is_dir():
-        raise RomeError(f"{args.out}: --out is a file; choose a folder for the run")
+    _check_out_path(args.out, "the run")
+    for path in args.data:
+        if not path.exists():
+            raise RomeError(f"{path}: training data not found; pass a folder of .txt files or the files themselves")
     if not args.resume and (args.out / LATEST).exists():
         raise RomeError(f"{args.out}: a training run already exists there; pass --resume to continue it or choose another --out")
     model_config = preset(args.preset or "rome-22m")
@@ -160,6 +176,11 @@ def _training_configs(args):
         model_config = ModelConfig.from_dict({**model_config.__dict__, "dropout": args.dropout}, source="--dropout")
     if resumed_step is not None and train_config.steps <= resumed_step:
         raise RomeError(f"{args.out}: the run is already at step {resumed_step}; pass --steps above {resumed_step} to train further")
+    if train_config.seq_len is not None and train_config.seq_len > model_config.context_length:
+        raise RomeError(
+            f"invalid training setting: seq_len={train_config.seq_len} is longer than the model's context "
+            f"{model_config.context_length}; use at most {model_config.context_length}, or null for the full context"
+        )
     _make_out_folder(args.out, "the run")
     return model_config, train_config
 
@@ -265,9 +286,8 @@ def cmd_export(args) -> int:
     from rome_core.checkpoint import WEIGHTS_FILE
 
     loaded = load_checkpoint(args.run)
+    _check_out_path(args.out, "the checkpoint")
     out = args.out.resolve()
-    if out.exists() and not out.is_dir():
-        raise RomeError(f"{args.out}: --out is a file; choose a new folder for the checkpoint")
     if out.is_dir() and any(out.iterdir()) and not (out / WEIGHTS_FILE).is_file():
         raise RomeError(f"{args.out}: folder is not empty and contains no checkpoint; choose a new or empty folder")
     source = args.run.resolve()
@@ -366,6 +386,9 @@ def main(argv: list[str] | None = None) -> int:
         return handlers[args.command](args)
     except RomeError as error:
         print(f"romegpt: error: {error}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("romegpt: error: out of memory; choose a smaller model, batch or context", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("romegpt: interrupted", file=sys.stderr)

@@ -49,14 +49,19 @@ class ModelConfig:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
+        for name in ("vocab_size", "context_length", "d_model", "n_layers", "n_heads", "d_mlp"):
+            if getattr(self, name) < 1:
+                raise RomeError(f"invalid config: {name}={getattr(self, name)} must be at least 1")
+        # Token ids are stored as uint16, and the other limits keep a typo (an extra few zeros)
+        # from reaching the allocator; they are far above anything this project trains.
+        for name, limit in (("vocab_size", 65536), ("context_length", 65536), ("d_model", 65536), ("d_mlp", 262144), ("n_layers", 1024)):
+            if getattr(self, name) > limit:
+                raise RomeError(f"invalid config: {name}={getattr(self, name)} is above the limit {limit}")
         if self.d_model % self.n_heads != 0:
             raise RomeError(
                 f"invalid config: d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
                 "pick a head count that divides the width"
             )
-        for name in ("vocab_size", "context_length", "d_model", "n_layers", "n_heads", "d_mlp"):
-            if getattr(self, name) < 1:
-                raise RomeError(f"invalid config: {name}={getattr(self, name)} must be at least 1")
         if not 0.0 <= self.dropout < 1.0:
             raise RomeError(f"invalid config: dropout={self.dropout} must be in [0, 1)")
 
@@ -78,6 +83,8 @@ class ModelConfig:
             return cls(**data)
         except TypeError as error:
             raise RomeError(f"{source}: invalid config ({error})") from None
+        except RomeError as error:
+            raise RomeError(f"{source}: {error}") from None
 
     @classmethod
     def load(cls, path: Path) -> "ModelConfig":

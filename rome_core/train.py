@@ -87,6 +87,11 @@ class TrainConfig:
             raise RomeError(f"invalid training setting: weight_decay={self.weight_decay} must be 0 or more")
         if not self.grad_clip > 0:
             raise RomeError(f"invalid training setting: grad_clip={self.grad_clip} must be positive")
+        for name in ("batch_size", "grad_accum"):
+            if getattr(self, name) > 65536:
+                raise RomeError(f"invalid training setting: {name}={getattr(self, name)} is above the limit 65536")
+        if not 0 <= self.seed < 2**63:
+            raise RomeError(f"invalid training setting: seed={self.seed}; use a whole number from 0 to {2**63 - 1}")
         if self.seq_len is not None and self.seq_len < 1:
             raise RomeError(f"invalid training setting: seq_len={self.seq_len} must be at least 1 (or null for the full context)")
 
@@ -222,7 +227,12 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.data_sources = data_sources or []
         self.progress = progress and self.ctx.is_main
-        self.seq_len = min(train_config.seq_len or model_config.context_length, model_config.context_length)
+        if train_config.seq_len is not None and train_config.seq_len > model_config.context_length:
+            raise RomeError(
+                f"invalid training setting: seq_len={train_config.seq_len} is longer than the model's context "
+                f"{model_config.context_length}; use at most {model_config.context_length}, or null for the full context"
+            )
+        self.seq_len = train_config.seq_len or model_config.context_length
         if len(corpus.train) <= self.seq_len + 1:
             raise RomeError(
                 f"training split has {len(corpus.train)} tokens, fewer than one window of {self.seq_len + 1}; "

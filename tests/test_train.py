@@ -216,6 +216,11 @@ def test_train_cli_rejects_bad_out_and_resume(tiny_run, sample_corpus_dir, tmp_p
         ('{"train": {"batch_size": null}}', "invalid setting batch_size=null; use a whole number"),
         ('{"train": {"beta1": 1.5}}', "beta1=1.5 must be in [0, 1)"),
         ('{"model": {"n_layers": "3"}}', 'invalid setting n_layers="3"; use a whole number'),
+        ('{"model": {"n_heads": 0}}', "n_heads=0 must be at least 1"),
+        ('{"model": {"vocab_size": 1000000000000}}', "vocab_size=1000000000000 is above the limit 65536"),
+        ('{"train": {"batch_size": 1000000000000}}', "batch_size=1000000000000 is above the limit 65536"),
+        ('{"train": {"seed": -5}}', "seed=-5; use a whole number from 0"),
+        ('{"train": {"seq_len": 100000}}', "seq_len=100000 is longer than the model's context 64"),
     ],
 )
 def test_config_value_types_checked(sample_corpus_dir, tmp_path, capsys, config, message):
@@ -235,6 +240,11 @@ def test_impossible_out_folder_rejected(tiny_run, sample_corpus_dir, tmp_path, c
     a_file = tmp_path / "notes.txt"
     a_file.write_text("x")
     assert main(["train", "--data", str(sample_corpus_dir), "--out", str(a_file / "run"), "--preset", "tiny"]) == 2
-    assert "cannot create the --out folder (Not a directory)" in capsys.readouterr().err
+    assert "cannot write to the --out folder (Not a directory)" in capsys.readouterr().err
     assert main(["export", str(tiny_run), "--out", str(a_file / "export")]) == 2
-    assert "cannot create the --out folder (Not a directory)" in capsys.readouterr().err
+    assert "cannot write to the --out folder (Not a directory)" in capsys.readouterr().err
+    assert main(["train", "--data", str(sample_corpus_dir), "--out", "", "--preset", "tiny"]) == 2
+    assert "would write into the current folder" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "run"), "--preset", "tiny"]) == 2
+    assert "training data not found" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
