@@ -356,8 +356,8 @@ def cmd_explain(args) -> int:
 class _CurrentStderrHandler(logging.StreamHandler):
     """Writes to whatever sys.stderr is at the time of each record.
 
-    The training progress bar (Rich) swaps sys.stderr for a proxy that prints above the bar; a
-    plain StreamHandler keeps the stream it started with and would write into the bar's line.
+    The training progress bar (Rich) swaps sys.stderr for a proxy that prints above the bar. A
+    plain StreamHandler keeps the stream it started with, so it would write into the bar's line.
     """
 
     @property

@@ -52,8 +52,8 @@ class ModelConfig:
         for name in ("vocab_size", "context_length", "d_model", "n_layers", "n_heads", "d_mlp"):
             if getattr(self, name) < 1:
                 raise RomeError(f"invalid config: {name}={getattr(self, name)} must be at least 1")
-        # Token ids are stored as uint16, and the other limits keep a typo (an extra few zeros)
-        # from reaching the allocator; they are far above anything this project trains.
+        # Token ids are stored as uint16. The other limits keep a typo (a few extra zeros) from
+        # reaching the allocator, and they are far above anything this project trains.
         for name, limit in (("vocab_size", 65536), ("context_length", 65536), ("d_model", 65536), ("d_mlp", 262144), ("n_layers", 1024)):
             if getattr(self, name) > limit:
                 raise RomeError(f"invalid config: {name}={getattr(self, name)} is above the limit {limit}")
