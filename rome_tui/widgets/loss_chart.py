@@ -60,12 +60,16 @@ class LossChart(PlotextPlot):
         plt.clear_figure()
         history = self.history
         start_loss = math.log(self.vocab_size)
-        if self.size.width >= 70:
-            values = f"train smoothed, EMA {self.smoothing:g}" if self.smoothing else "raw values"
-            plt.title(f"loss, {values} (red line: untrained model, ln({self.vocab_size}) = {start_loss:.2f}; magenta: resume)")
-        else:
-            values = f", EMA {self.smoothing:g}" if self.smoothing else ""
-            plt.title(f"loss{values} (red: untrained, {start_loss:.2f}; magenta: resume)")
+        values = f"train smoothed, EMA {self.smoothing:g}" if self.smoothing else "raw values"
+        short = f", EMA {self.smoothing:g}" if self.smoothing else ""
+        titles = [
+            f"loss, {values} (red line: untrained model, ln({self.vocab_size}) = {start_loss:.2f}; magenta: resume)",
+            f"loss, {values} (red: untrained, {start_loss:.2f}; magenta: resume)",
+            f"loss{short} (red: untrained, {start_loss:.2f}; magenta: resume)",
+            f"loss{short} (red: untrained {start_loss:.2f})",
+        ]
+        # plotext leaves out a title wider than the plot, so take the longest that fits.
+        plt.title(next((title for title in titles if len(title) <= self.size.width - 2), titles[-1]))
         plt.xlabel("step")
         losses = history.train_losses + history.val_losses
         steps = history.train_steps + history.val_steps
