@@ -447,6 +447,9 @@ class RomeApp(App):
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self.refresh_bindings()
         self.call_after_refresh(self.focus_tab_widget)
+        if event.pane.id == "chat" and not self.model_failed:
+            # A token chosen on the Inside tab could not scroll the hidden strip; do it now.
+            self.call_after_refresh(self.query_one(TokenStrip).scroll_to_selected)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Hide and disable actions that do nothing where the user is (error screen, other tabs)."""

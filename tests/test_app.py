@@ -626,6 +626,32 @@ async def test_token_strip_scrolls_to_selection(tiny_checkpoint):
         assert scroll.scroll_y <= row < scroll.scroll_y + scroll.scrollable_content_region.height
 
 
+async def test_inside_selection_scrolls_chat_strip(tiny_checkpoint):
+    settings = SamplingSettings(temperature=0.8, top_k=40, top_p=0.95, max_tokens=60, seed=7)
+    app = RomeApp(tiny_checkpoint, settings)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await send(app, pilot, "who is caesar?")
+        scroll = app.query_one("#strip-scroll")
+        strip = app.query_one(TokenStrip)
+        strip.focus()
+        await pilot.press("home")
+        await settle(app, pilot)
+        await pilot.wait_for_scheduled_animations()
+        assert scroll.scroll_y == 0
+        app.show_tab("inside")
+        await settle(app, pilot)
+        app.query_one(InsideView).focus()
+        await pilot.press("end")
+        await settle(app, pilot)
+        app.show_tab("chat")
+        await settle(app, pilot)
+        await pilot.wait_for_scheduled_animations()
+        assert strip.selected == len(app.conversation.chips) - 1
+        row = strip._placed(strip.selected).row
+        assert scroll.scroll_y <= row < scroll.scroll_y + scroll.scrollable_content_region.height
+
+
 async def test_heatmap_and_candidates_same_token(tiny_checkpoint):
     app = RomeApp(tiny_checkpoint, SETTINGS)
     async with app.run_test(size=(160, 48)) as pilot:
