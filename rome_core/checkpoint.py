@@ -139,7 +139,7 @@ def resolve_checkpoint_folder(path: Path) -> Path:
         if old.is_dir():
             log.warning("%s is missing; using the previous complete copy %s", path, old)
             return old
-        raise RomeError(f"{path}: checkpoint folder not found; pass --checkpoint with a folder made by `romegpt train`")
+        raise RomeError(f"{path}: checkpoint folder not found; give a checkpoint or run folder made by `romegpt train`")
     if not path.is_dir():
         raise RomeError(f"{path}: expected a checkpoint folder, got a file; pass the folder that contains {WEIGHTS_FILE}")
     if (path / WEIGHTS_FILE).exists() or (path / CONFIG_FILE).exists():

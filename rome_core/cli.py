@@ -311,6 +311,8 @@ def cmd_export(args) -> int:
 def cmd_info(args) -> int:
     from rome_core.checkpoint import load_checkpoint
 
+    if args.path and args.sub_checkpoint:
+        raise RomeError(f"two checkpoints given ({args.path} and --checkpoint {args.sub_checkpoint}); pass one of them")
     loaded = load_checkpoint(args.path or _checkpoint_arg(args))
     config = loaded.model.config
     count = loaded.model.num_parameters()

@@ -17,7 +17,7 @@ class RomeCommands(Provider):
     def _commands(self) -> list[tuple[str, str, Callable[[], object]]]:
         app = self.app
         return [
-            ("Sampling settings", "change temperature, top-k, top-p, max tokens and seed (F2)", app.action_settings),
+            ("Sampling settings", "change temperature, top-k, top-p, max tokens, seed and [UNK] (F2)", app.action_settings),
             ("Sampling: greedy", "temperature 0: always pick the most likely token", partial(app.set_sampling, temperature=0.0)),
             ("Sampling: defaults", "temperature 0.8, top-k 40, top-p 0.95, 200 tokens", partial(app.set_sampling, **vars(SamplingSettings()))),
             ("Sampling: random seed", "replies differ each time", partial(app.set_sampling, seed=None)),

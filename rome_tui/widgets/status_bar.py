@@ -35,9 +35,11 @@ class StatusBar(Static):
         # Below 110 columns the settings take their short form, so the seed still fits.
         if self.size.width >= 110 or self.size.width == 0:
             settings = f"temp {s.temperature:g} · top-k {top_k} · top-p {s.top_p:g} · max {s.max_tokens} · seed {seed}"
+            settings += " · [UNK] allowed" if s.allow_unknown else ""
             hint = "  F2 change"
         else:
             settings = f"temp {s.temperature:g} k {top_k} p {s.top_p:g} max {s.max_tokens} seed {seed}"
+            settings += " +unk" if s.allow_unknown else ""
             hint = ""
         text = Text(settings, style="dim", no_wrap=True, overflow="ellipsis")
         text.append(hint, style="dim italic")
