@@ -288,6 +288,7 @@ async def test_settings_modal_allows_unknown(tiny_checkpoint):
         await pilot.pause()
         assert not isinstance(app.screen, SettingsScreen)
         assert app.settings.allow_unknown is True
+        assert "[UNK] allowed" in str(app.query_one("#status-bar").content)
 
 
 def write_lines(path: Path, records: list[dict], partial: str = "") -> None:

@@ -169,6 +169,8 @@ def test_cli_generate_and_info_details(tiny_run, tiny_checkpoint, tmp_path, caps
     assert "the prompt '   ' has no text" in capsys.readouterr().err
     assert main(["info", "--checkpoint", str(tiny_checkpoint)]) == 0
     assert str(tiny_checkpoint) in capsys.readouterr().out
+    assert main(["info", str(tiny_run), "--checkpoint", str(tiny_checkpoint)]) == 2
+    assert "two checkpoints given" in capsys.readouterr().err
     fresh_run = tmp_path / "fresh"
     fresh_run.mkdir()
     (fresh_run / "metrics.jsonl").write_text('{"event": "start", "step": 0}\n')
