@@ -392,9 +392,8 @@ class RomeApp(App):
         conversation = self.conversation
         if conversation is None or not conversation.chips:
             return
-        from_inside = message.in_window
-        position = conversation.window_start + message.position if from_inside else message.position
-        position = max(conversation.window_start, min(position, len(conversation.chips) - 1))
+        from_inside = message.from_inside
+        position = max(conversation.window_start, min(message.position, len(conversation.chips) - 1))
         self._selected = position
         self._follow = position == len(conversation.chips) - 1 and self._generating
         self._refresh_inspector()
@@ -406,10 +405,12 @@ class RomeApp(App):
         views = self.query(InsideView)
         if conversation is None or not views:
             return
-        relative = None if position is None else position - conversation.window_start
-        # Pass the chat's own tokens: a reply generated token by token may split words in ways a
-        # fresh tokenization of its text would not, and the positions must match the token strip.
-        views.first().update_prompt(conversation.window_text(), relative, conversation.window_encoding())
+        # Pass the whole conversation as the chat's own tokens: a reply generated token by token may
+        # split words in ways a fresh tokenization would not, and positions must match the strip.
+        # The Inside view reads the last context-length tokens, as the next step would.
+        if position is not None:
+            position = max(position, len(conversation.chips) - conversation.context_length)
+        views.first().update_prompt(conversation.window_text(0), position, conversation.window_encoding(0))
 
     def action_layer(self, delta: int) -> None:
         self.query_one(AttentionHeatmap).cycle_layer(delta)

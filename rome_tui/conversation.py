@@ -136,30 +136,33 @@ class Conversation:
 
     # -- text --------------------------------------------------------------------------------------
 
-    def window_encoding(self) -> Encoding:
-        """Return the window's tokens exactly as the model read them, with spans into their lowercased text."""
+    def window_encoding(self, start: int | None = None) -> Encoding:
+        """Return the tokens from `start` (default: the window's start) exactly as the model read
+        them, with spans into their lowercased text."""
+        chips = self.chips[self.window_start if start is None else start :]
         tokens = []
         offset = 0
-        for chip in self.chips[self.window_start :]:
+        for chip in chips:
             tokens.append(Token(chip.id, chip.text, offset, offset + len(chip.source), chip.unknown))
             offset += len(chip.source)
-        return Encoding(text="".join(chip.source for chip in self.chips[self.window_start :]), tokens=tokens)
+        return Encoding(text="".join(chip.source for chip in chips), tokens=tokens)
 
-    def window_text(self) -> str:
-        """The text of the current window, with user messages as typed (before lowercasing).
+    def window_text(self, start: int | None = None) -> str:
+        """Return the text from token `start` (default: the window's start), user messages as typed.
 
         A user message that the window cuts into keeps only its lowercased chips' text, because
         lowercasing may change a text's length and the cut cannot be mapped back to the typed text.
         """
+        first = self.window_start if start is None else start
         pieces = []
         for turn in self.turns:
-            if turn.end <= self.window_start:
+            if turn.end <= first:
                 continue
-            if turn.role == "user" and turn.typed is not None and turn.start >= self.window_start:
+            if turn.role == "user" and turn.typed is not None and turn.start >= first:
                 separator = SEPARATOR if turn.start > 0 else ""
                 pieces.append(separator + turn.typed)
             else:
-                pieces.append("".join(chip.source for chip in self.chips[max(turn.start, self.window_start) : turn.end]))
+                pieces.append("".join(chip.source for chip in self.chips[max(turn.start, first) : turn.end]))
         return "".join(pieces)
 
     def turn_text(self, turn: Turn) -> str:

@@ -28,13 +28,13 @@ class StepsReady(Message):
 
 
 class TokenSelected(Message):
-    """The user selected a token. `position` counts from the conversation's start, or from the
-    context window's start when `in_window` is True (the Inside view only sees the window)."""
+    """The user selected a token. `position` counts from the conversation's start; `from_inside`
+    is True when the Inside view sent it (it has already moved there itself)."""
 
-    def __init__(self, position: int, in_window: bool = False) -> None:
+    def __init__(self, position: int, from_inside: bool = False) -> None:
         super().__init__()
         self.position = position
-        self.in_window = in_window
+        self.from_inside = from_inside
 
 
 class PromptSubmitted(Message):

@@ -653,6 +653,30 @@ async def test_inside_selection_scrolls_chat_strip(tiny_checkpoint):
         assert scroll.scroll_y <= row < scroll.scroll_y + scroll.scrollable_content_region.height
 
 
+async def test_inside_and_chat_number_alike_after_slide(tiny_checkpoint):
+    settings = SamplingSettings(temperature=0.8, top_k=40, top_p=0.95, max_tokens=30, seed=7)
+    app = RomeApp(tiny_checkpoint, settings)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await send(app, pilot, "the senate and the people of rome met in the forum. " * 4)
+        conversation = app.conversation
+        assert conversation.window_start > 0  # the tiny model's 64-token window has slid
+        strip = app.query_one(TokenStrip)
+        strip.focus()
+        await pilot.press("end", "left", "left")
+        await settle(app, pilot)
+        position = strip.selected
+        view = app.query_one(InsideView)
+        assert view.explanation.selected.index == position
+        assert view.explanation.selected.id == conversation.chips[position].id
+        app.show_tab("inside")
+        await settle(app, pilot)
+        view.focus()
+        await pilot.press("comma")
+        await settle(app, pilot)
+        assert strip.selected == position - 1 == view.explanation.selected.index
+
+
 async def test_heatmap_and_candidates_same_token(tiny_checkpoint):
     app = RomeApp(tiny_checkpoint, SETTINGS)
     async with app.run_test(size=(160, 48)) as pilot:

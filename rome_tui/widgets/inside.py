@@ -166,7 +166,7 @@ class InsideView(Widget, can_focus=True):
         index = max(tokens[0].index, min(index, tokens[-1].index))
         if index == self.explanation.selected.index:
             return
-        self.post_message(TokenSelected(index, in_window=True))
+        self.post_message(TokenSelected(index, from_inside=True))
         self.update_prompt(self._text, index, self._encoding)
 
     def action_previous_token(self) -> None:
