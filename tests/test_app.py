@@ -44,8 +44,10 @@ def screen_text(app) -> str:
 
 
 async def settle(app, pilot) -> None:
-    await app.workers.wait_for_complete()
-    await pilot.pause()
+    # Twice: the last redraw of a reply is on a timer and may start the Inside view's worker.
+    for _ in range(2):
+        await app.workers.wait_for_complete()
+        await pilot.pause()
     await pilot.pause()
 
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from rome_core.generate import SamplingSettings
-from rome_tui.app import RomeApp
+from rome_tui.app import INSPECTOR_INTERVAL_S, RomeApp
 from rome_tui.widgets.prompt_input import PromptInput
 from rome_tui.widgets.token_strip import TokenStrip
 
@@ -34,8 +34,16 @@ RUN_RECORDS = [
 
 
 async def settle(pilot) -> None:
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
+    # Twice, with a pause longer than the inspector's redraw interval between: the last redraw
+    # of a reply is on a timer and may start a worker of its own (the Inside view), which a
+    # loaded machine can leave pending after the first wait.
+    for _ in range(2):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause(INSPECTOR_INTERVAL_S * 2)
+    # A blinking cursor would make the picture depend on how long the test took.
+    for widget in pilot.app.screen.query("*"):
+        if hasattr(widget, "cursor_blink"):
+            widget.cursor_blink = False
     await pilot.pause()
 
 
@@ -105,7 +113,7 @@ def test_settings_narrow(snap_compare, tiny_checkpoint):
     async def run_before(pilot) -> None:
         await settle(pilot)
         await pilot.press("f2")
-        await pilot.pause()
+        await settle(pilot)
 
     assert snap_compare(RomeApp(tiny_checkpoint, SETTINGS), terminal_size=NARROW, run_before=run_before)
 
