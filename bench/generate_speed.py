@@ -39,6 +39,8 @@ def build_hf_model():
         vocab_size=config.vocab_size, n_positions=config.context_length, n_embd=config.d_model,
         n_layer=config.n_layers, n_head=config.n_heads, n_inner=config.d_mlp,
         tie_word_embeddings=False, activation_function="gelu",
+        # GPT-2's own special ids (50256) are outside this vocabulary; 0 keeps generate() quiet.
+        bos_token_id=0, eos_token_id=0, pad_token_id=0,
     )
     return GPT2LMHeadModel(hf_config).eval()
 

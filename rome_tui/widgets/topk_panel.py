@@ -113,10 +113,13 @@ class TopKPanel(Widget):
         text.append("\n")
         sampled = any(row.sample_prob is not None for row in self.rows)
         label_width, width = row_layout(self.size.width, sampled)
-        # Short panels show fewer candidates, but always the chosen one.
+        # Short panels show fewer candidates, but always the chosen one and the column heads,
+        # without which the two percentages cannot be told apart.
         room = max(1, self.size.height - 3)
-        if sampled and len(self.rows) < room:
+        if sampled:
             text.append(f"{'':{label_width + 2 + width}}{'model':>7}{'sample':>7}\n", style="dim")
+            if len(self.rows) >= room:
+                room = max(1, room - 1)
         rows = self.rows[:room]
         if not any(row.chosen for row in rows):
             rows = [*rows[: room - 1], *[row for row in self.rows if row.chosen]]
