@@ -825,7 +825,7 @@ def test_smoothed_loss_values():
 
 async def test_live_run_chart_uses_its_vocabulary(tiny_checkpoint, tmp_path):
     folder = tmp_path / "live"
-    folder.mkdir()  # no checkpoint yet, so no config.json: only the start record knows the vocabulary
+    folder.mkdir()  # no checkpoint yet, so no config.json: only the start record has the vocabulary
     write_lines(folder / "metrics.jsonl", [{"event": "start", "step": 0, "vocab_size": 604}, {"event": "train", "step": 1, "train_loss": 6.0}])
     app = RomeApp(tiny_checkpoint, SamplingSettings())
     async with app.run_test(size=(120, 40)) as pilot:

@@ -34,9 +34,9 @@ RUN_RECORDS = [
 
 
 async def settle(pilot) -> None:
-    # Twice, with a pause longer than the inspector's redraw interval between: the last redraw
-    # of a reply is on a timer and may start a worker of its own (the Inside view), which a
-    # loaded machine can leave pending after the first wait.
+    # Twice, with a pause longer than the inspector's redraw interval between. The last redraw
+    # of a reply is on a timer and may start a worker of its own (the Inside view), so a loaded
+    # machine can leave work pending after the first wait.
     for _ in range(2):
         await pilot.app.workers.wait_for_complete()
         await pilot.pause(INSPECTOR_INTERVAL_S * 2)

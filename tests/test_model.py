@@ -97,7 +97,7 @@ def test_flat_decoder_matches_forward(model):
         with pytest.raises(ValueError, match="cache full"):
             decoder.step(1, cache)
     torch.testing.assert_close(torch.stack(steps), full[0, 5:], rtol=1e-5, atol=1e-5)
-    # The cache holds the same keys as a cached forward of the whole sequence would.
+    # The cache contains the same keys as a cached forward of the whole sequence.
     reference = model.new_kv_cache()
     with torch.no_grad():
         model(ids, kv_cache=reference)

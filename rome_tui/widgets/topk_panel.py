@@ -114,7 +114,7 @@ class TopKPanel(Widget):
         sampled = any(row.sample_prob is not None for row in self.rows)
         label_width, width = row_layout(self.size.width, sampled)
         # Short panels show fewer candidates, but always the chosen one and the column heads,
-        # without which the two percentages cannot be told apart.
+        # because without them the two percentages look alike.
         room = max(1, self.size.height - 3)
         if sampled:
             text.append(f"{'':{label_width + 2 + width}}{'model':>7}{'sample':>7}\n", style="dim")
