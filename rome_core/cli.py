@@ -123,8 +123,7 @@ def _check_out_path(out: Path, purpose: str) -> None:
 
 
 def _make_out_folder(out: Path, purpose: str) -> None:
-    """Create --out (and its parents) and check it takes files, so a bad path fails before any work."""
-    _check_out_path(out, purpose)
+    """Create --out (and its parents) and check it takes files; call _check_out_path first."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out):
@@ -136,14 +135,14 @@ def _make_out_folder(out: Path, purpose: str) -> None:
 def _training_configs(args):
     """Build the model and training settings from the preset, a resumed run, --config and flags."""
     from rome_core.config import ModelConfig, preset
-    from rome_core.train import LATEST, STATE_FILE, TrainConfig
+    from rome_core.corpus import find_text_files
+    from rome_core.train import LATEST, STATE_FILE, TrainConfig, check_no_run
 
+    # Everything that can be checked without reading the data is checked before --out is created.
     _check_out_path(args.out, "the run")
-    for path in args.data:
-        if not path.exists():
-            raise RomeError(f"{path}: training data not found; pass a folder of .txt files or the files themselves")
-    if not args.resume and (args.out / LATEST).exists():
-        raise RomeError(f"{args.out}: a training run already exists there; pass --resume to continue it or choose another --out")
+    find_text_files(list(args.data))
+    if not args.resume:
+        check_no_run(args.out)
     model_config = preset(args.preset or "rome-22m")
     train_config = TrainConfig()
     if args.preset == "tiny":
@@ -176,11 +175,7 @@ def _training_configs(args):
         model_config = ModelConfig.from_dict({**model_config.__dict__, "dropout": args.dropout}, source="--dropout")
     if resumed_step is not None and train_config.steps <= resumed_step:
         raise RomeError(f"{args.out}: the run is already at step {resumed_step}; pass --steps above {resumed_step} to train further")
-    if train_config.seq_len is not None and train_config.seq_len > model_config.context_length:
-        raise RomeError(
-            f"invalid training setting: seq_len={train_config.seq_len} is longer than the model's context "
-            f"{model_config.context_length}; use at most {model_config.context_length}, or null for the full context"
-        )
+    train_config.window_length(model_config)
     _make_out_folder(args.out, "the run")
     return model_config, train_config
 

@@ -95,6 +95,15 @@ class TrainConfig:
         if self.seq_len is not None and self.seq_len < 1:
             raise RomeError(f"invalid training setting: seq_len={self.seq_len} must be at least 1 (or null for the full context)")
 
+    def window_length(self, model_config: ModelConfig) -> int:
+        """Return the tokens per training window: seq_len, or the model's whole context when it is null."""
+        if self.seq_len is not None and self.seq_len > model_config.context_length:
+            raise RomeError(
+                f"invalid training setting: seq_len={self.seq_len} is longer than the model's context "
+                f"{model_config.context_length}; use at most {model_config.context_length}, or null for the full context"
+            )
+        return self.seq_len or model_config.context_length
+
     def lr_at(self, step: int) -> float:
         """Linear warmup to `lr`, then cosine decay to `lr * min_lr_ratio` at `steps`."""
         if step < self.warmup_steps:
@@ -115,6 +124,12 @@ class TrainConfig:
             return cls(**data)
         except RomeError as error:
             raise RomeError(f"{source}: {error}") from None
+
+
+def check_no_run(out_dir: Path) -> None:
+    """Raise if `out_dir` already holds a run, which only --resume may continue."""
+    if (out_dir / LATEST).exists():
+        raise RomeError(f"{out_dir}: a training run already exists there; pass --resume to continue it or choose another --out")
 
 
 @dataclass
@@ -227,12 +242,7 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.data_sources = data_sources or []
         self.progress = progress and self.ctx.is_main
-        if train_config.seq_len is not None and train_config.seq_len > model_config.context_length:
-            raise RomeError(
-                f"invalid training setting: seq_len={train_config.seq_len} is longer than the model's context "
-                f"{model_config.context_length}; use at most {model_config.context_length}, or null for the full context"
-            )
-        self.seq_len = train_config.seq_len or model_config.context_length
+        self.seq_len = train_config.window_length(model_config)
         if len(corpus.train) <= self.seq_len + 1:
             raise RomeError(
                 f"training split has {len(corpus.train)} tokens, fewer than one window of {self.seq_len + 1}; "
@@ -254,10 +264,8 @@ class Trainer:
         self.last_eval: dict = {}
         if resume:
             self._load_state()
-        elif (self.out_dir / LATEST).exists():
-            raise RomeError(
-                f"{self.out_dir}: a training run already exists there; pass --resume to continue it or choose another --out"
-            )
+        else:
+            check_no_run(self.out_dir)
 
         self.forward_model: torch.nn.Module = self.model
         if self.ctx.world_size > 1:

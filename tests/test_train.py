@@ -246,5 +246,5 @@ def test_impossible_out_folder_rejected(tiny_run, sample_corpus_dir, tmp_path, c
     assert main(["train", "--data", str(sample_corpus_dir), "--out", "", "--preset", "tiny"]) == 2
     assert "would write into the current folder" in capsys.readouterr().err
     assert main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "run"), "--preset", "tiny"]) == 2
-    assert "training data not found" in capsys.readouterr().err
+    assert "missing: no such file or folder; check the --data path" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
