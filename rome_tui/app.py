@@ -410,7 +410,7 @@ class RomeApp(App):
         # The Inside view reads the last context-length tokens, as the next step would.
         if position is not None:
             position = max(position, len(conversation.chips) - conversation.context_length)
-        views.first().update_prompt(conversation.window_text(0), position, conversation.window_encoding(0))
+        views.first().update_prompt(conversation.text_from(), position, conversation.encoding_from())
 
     def action_layer(self, delta: int) -> None:
         self.query_one(AttentionHeatmap).cycle_layer(delta)

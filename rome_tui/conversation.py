@@ -136,10 +136,10 @@ class Conversation:
 
     # -- text --------------------------------------------------------------------------------------
 
-    def window_encoding(self, start: int | None = None) -> Encoding:
-        """Return the tokens from `start` (default: the window's start) exactly as the model read
-        them, with spans into their lowercased text."""
-        chips = self.chips[self.window_start if start is None else start :]
+    def encoding_from(self, start: int = 0) -> Encoding:
+        """Return the tokens from position `start` exactly as the model read them, with spans into
+        their lowercased text."""
+        chips = self.chips[start:]
         tokens = []
         offset = 0
         for chip in chips:
@@ -147,22 +147,21 @@ class Conversation:
             offset += len(chip.source)
         return Encoding(text="".join(chip.source for chip in chips), tokens=tokens)
 
-    def window_text(self, start: int | None = None) -> str:
-        """Return the text from token `start` (default: the window's start), user messages as typed.
+    def text_from(self, start: int = 0) -> str:
+        """Return the text from position `start`, with user messages as typed (before lowercasing).
 
-        A user message that the window cuts into keeps only its lowercased chips' text, because
+        A user message that `start` cuts into keeps only its lowercased chips' text, because
         lowercasing may change a text's length and the cut cannot be mapped back to the typed text.
         """
-        first = self.window_start if start is None else start
         pieces = []
         for turn in self.turns:
-            if turn.end <= first:
+            if turn.end <= start:
                 continue
-            if turn.role == "user" and turn.typed is not None and turn.start >= first:
+            if turn.role == "user" and turn.typed is not None and turn.start >= start:
                 separator = SEPARATOR if turn.start > 0 else ""
                 pieces.append(separator + turn.typed)
             else:
-                pieces.append("".join(chip.source for chip in self.chips[max(turn.start, first) : turn.end]))
+                pieces.append("".join(chip.source for chip in self.chips[max(turn.start, start) : turn.end]))
         return "".join(pieces)
 
     def turn_text(self, turn: Turn) -> str:

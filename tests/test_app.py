@@ -578,12 +578,12 @@ async def test_inside_shows_typed_text(tiny_checkpoint):
         assert [change.typed_index for change in lowercase.changes] == [0, 7]
 
 
-def test_conversation_window_text_keeps_typed(tiny_loaded):
+def test_conversation_text_keeps_typed(tiny_loaded):
     conversation = Conversation(tiny_loaded.tokenizer, tiny_loaded.model.config.n_layers, 10_000)
     conversation.add_user_message("Who is Caesar?")
     conversation.start_reply()
     conversation.add_user_message("The SENATE")
-    assert conversation.window_text() == "Who is Caesar?\n\nThe SENATE"
+    assert conversation.text_from() == "Who is Caesar?\n\nThe SENATE"
     assert conversation.transcript() == (
         "you (the model read it lowercased): Who is Caesar?\n\nromegpt: \n\nyou (the model read it lowercased): The SENATE\n"
     )
@@ -797,9 +797,9 @@ def test_inside_view_chat_tokens(tiny_loaded):
         step = Step(index, candidate, [candidate], 1, 0, range(position, position + 1), False)
         conversation.add_step(step, settings)
 
-    text = conversation.window_text()
+    text = conversation.text_from()
     assert tokenizer.encode_ids(text) != conversation.ids  # a fresh tokenization merges " the"
-    prompt = trace_prompt(tiny_loaded, text, conversation.window_encoding())
+    prompt = trace_prompt(tiny_loaded, text, conversation.encoding_from())
     assert prompt.ids == conversation.ids
     explanation = explain_trace(tiny_loaded, prompt)
     assert [token.id for token in explanation.tokenization.tokens] == conversation.ids
