@@ -247,7 +247,7 @@ class FlatDecoder:
         """Return the next-token logits (vocab,) after one new `token` of a batch-1 sequence, extending `kv_cache`."""
         position = kv_cache.length
         if position >= self.config.context_length:
-            raise ValueError(f"cache full: it has {position} tokens, the context length; slide the window first")
+            raise ValueError(f"cache full at the context length {position}; slide the window first")
         width = (self.config.d_model,)
         x = self.embed[token] + self.pos_embed[position]
         for layer, (ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_w, ln2_b, in_w, in_b, out_w, out_b) in enumerate(self.layers):

@@ -127,7 +127,7 @@ class TrainConfig:
 
 
 def check_no_run(out_dir: Path) -> None:
-    """Raise if `out_dir` already holds a run, which only --resume may continue."""
+    """Raise if `out_dir` already contains a run, which only --resume may continue."""
     if (out_dir / LATEST).exists():
         raise RomeError(f"{out_dir}: a training run already exists there; pass --resume to continue it or choose another --out")
 

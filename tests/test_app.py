@@ -277,7 +277,7 @@ async def test_settings_modal(tiny_checkpoint):
         assert "temp 0 " in str(app.query_one("#status-bar").content)
         assert app.settings.allow_unknown is False
 
-        # The checkbox lets sampling pick [UNK], and the status bar says so.
+        # The checkbox lets sampling pick [UNK], and the status bar shows it.
         await pilot.press("f2")
         await pilot.pause()
         assert "[UNK]" in str(app.screen.query_one("#allow_unknown").label)
@@ -647,7 +647,7 @@ async def test_token_strip_scrolls_to_selection(tiny_checkpoint):
         assert selected_chip_in_view(strip, scroll)
 
 
-async def test_inside_and_chat_number_alike_after_slide(tiny_checkpoint):
+async def test_inside_chat_numbering_after_slide(tiny_checkpoint):
     settings = SamplingSettings(temperature=0.8, top_k=40, top_p=0.95, max_tokens=30, seed=7)
     app = RomeApp(tiny_checkpoint, settings)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -815,7 +815,7 @@ def test_smoothed_loss_values():
         smoothed([1.0], 1.0)
 
 
-async def test_live_run_chart_uses_its_vocabulary(tiny_checkpoint, tmp_path):
+async def test_live_run_chart_vocabulary(tiny_checkpoint, tmp_path):
     folder = tmp_path / "live"
     folder.mkdir()  # no checkpoint yet, so no config.json: only the start record has the vocabulary
     write_lines(folder / "metrics.jsonl", [{"event": "start", "step": 0, "vocab_size": 604}, {"event": "train", "step": 1, "train_loss": 6.0}])
@@ -827,7 +827,7 @@ async def test_live_run_chart_uses_its_vocabulary(tiny_checkpoint, tmp_path):
         assert app.query_one(LossChart).vocab_size == 604
 
 
-async def test_f6_smooths_the_loss_chart(tiny_checkpoint, tmp_path):
+async def test_f6_smooths_loss_chart(tiny_checkpoint, tmp_path):
     folder = tmp_path / "run"
     folder.mkdir()
     losses = [8.0, 6.0, 7.0, 5.0, 6.0, 4.0]
